@@ -1,0 +1,160 @@
+// PostgreSQL access over libpq: a bounded connection pool that replaces
+// broken connections (so a service survives a database restart), results,
+// transactions that roll back unless committed, and the one SQLSTATE ->
+// absl::Status translation.
+#pragma once
+
+#include <postgresql/libpq-fe.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace guestlist::pg {
+
+// A bound query parameter in text format; nullopt is SQL NULL.
+using Param = std::optional<std::string>;
+using Params = std::vector<Param>;
+
+// Owns a PGresult. Values are read as text.
+class Result final {
+ public:
+  Result() = default;
+  explicit Result(PGresult* res) : res_(res, &PQclear) {}
+
+  int rows() const { return res_ ? PQntuples(res_.get()) : 0; }
+  int columns() const { return res_ ? PQnfields(res_.get()) : 0; }
+  bool IsNull(int row, int col) const;
+  // Returns the text value ("" for NULL).
+  std::string Get(int row, int col) const;
+  std::optional<std::string> GetOptional(int row, int col) const;
+  int64_t GetInt(int row, int col) const;
+  bool GetBool(int row, int col) const;
+  // Returns the affected row count of an INSERT/UPDATE/DELETE.
+  int64_t AffectedRows() const;
+  // Returns the index of the named column or -1.
+  int Column(const char* name) const;
+
+ private:
+  std::shared_ptr<PGresult> res_;
+};
+
+// Translates a failed result (or connection state) to a Status:
+// 23505 AlreadyExists, 23503 FailedPrecondition, 22xxx/23514 InvalidArgument,
+// 40001/40P01 Aborted, 57014 DeadlineExceeded, 08xxx/57P0x/lost Unavailable.
+absl::Status StatusFromResult(PGconn* conn, const PGresult* res);
+
+// One connection. Not thread-safe; owned by the pool between uses.
+class Connection final {
+ public:
+  explicit Connection(PGconn* conn) : conn_(conn) {}
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Runs one parameterised statement. Returns its result or the error.
+  absl::StatusOr<Result> Exec(const std::string& sql,
+                              const Params& params = {});
+  // Runs one or more statements without parameters (DDL, BEGIN, ...).
+  absl::Status ExecScript(const std::string& sql);
+  bool healthy() const { return PQstatus(conn_) == CONNECTION_OK; }
+  PGconn* raw() { return conn_; }
+
+ private:
+  PGconn* conn_;
+};
+
+class Pool;
+
+// A connection borrowed from a pool; returned to it on destruction.
+class PooledConnection final {
+ public:
+  PooledConnection(Pool* pool, std::unique_ptr<Connection> conn)
+      : pool_(pool), conn_(std::move(conn)) {}
+  PooledConnection(PooledConnection&& other) noexcept = default;
+  PooledConnection& operator=(PooledConnection&&) = delete;
+  ~PooledConnection();
+  Connection* operator->() { return conn_.get(); }
+  Connection& operator*() { return *conn_; }
+
+ private:
+  Pool* pool_;
+  std::unique_ptr<Connection> conn_;
+};
+
+struct PoolOptions {
+  std::string conninfo;  // libpq connection string or URL
+  int max_size = 8;
+  absl::Duration acquire_timeout = absl::Seconds(5);
+  absl::Duration connect_timeout = absl::Seconds(5);
+  // Session setting applied to every new connection (0 = none).
+  absl::Duration statement_timeout = absl::Seconds(30);
+};
+
+// A bounded pool. Acquire waits up to acquire_timeout for a free slot,
+// then fails with Unavailable. Broken connections are dropped on release.
+class Pool final {
+ public:
+  explicit Pool(PoolOptions options);
+  ~Pool();
+
+  // Returns a healthy connection or Unavailable.
+  absl::StatusOr<PooledConnection> Acquire();
+  // Acquire + Exec + release.
+  absl::StatusOr<Result> Exec(const std::string& sql, const Params& params = {});
+  // Returns OK when the database answers `SELECT 1`.
+  absl::Status Ping();
+  const PoolOptions& options() const { return options_; }
+
+ private:
+  friend class PooledConnection;
+  void Release(std::unique_ptr<Connection> conn);
+  absl::StatusOr<std::unique_ptr<Connection>> Connect();
+
+  const PoolOptions options_;
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<Connection>> idle_ ABSL_GUARDED_BY(mu_);
+  int open_ ABSL_GUARDED_BY(mu_) = 0;  // idle + borrowed + connecting
+};
+
+// BEGIN on construction; ROLLBACK on destruction unless Commit() succeeded.
+class Transaction final {
+ public:
+  // Starts a transaction; check ok() / status() before use.
+  explicit Transaction(PooledConnection& conn,
+                       const std::string& begin = "BEGIN");
+  ~Transaction();
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  const absl::Status& status() const { return status_; }
+  absl::StatusOr<Result> Exec(const std::string& sql,
+                              const Params& params = {});
+  absl::Status Commit();
+  Connection& connection() { return *conn_; }
+
+ private:
+  PooledConnection& conn_;
+  absl::Status status_;
+  bool done_ = false;
+};
+
+// Helpers to format parameters.
+Param Text(std::string value);
+Param NullIfEmpty(const std::string& value);
+Param Int(int64_t value);
+Param Bool(bool value);
+// RFC 3339 UTC timestamp accepted by timestamptz, or NULL for InfinitePast.
+Param Time(absl::Time t);
+// Parses a timestamptz text value as returned by the server (ISO, UTC).
+absl::Time ParseTime(const std::string& text);
+// Postgres array literal of text values: {"a","b"}.
+std::string TextArray(const std::vector<std::string>& values);
+
+}  // namespace guestlist::pg

@@ -1,0 +1,135 @@
+// PostgreSQL-backed tests of the pool and the migrations runner, against a
+// throwaway cluster.
+#include <thread>
+
+#include "common/migrations.h"
+#include "common/pg.h"
+#include "gtest/gtest.h"
+#include "tests/testing/postgres.h"
+
+namespace guestlist {
+namespace {
+
+class PgTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { db_ = new guestlist::testing::TestPostgres(); }
+  static void TearDownTestSuite() { delete db_; }
+  static guestlist::testing::TestPostgres* db_;
+};
+guestlist::testing::TestPostgres* PgTest::db_ = nullptr;
+
+TEST_F(PgTest, ParametersAreBoundNotInterpolated) {
+  pg::Pool pool({.conninfo = db_->ConnInfo()});
+  auto r = pool.Exec("SELECT $1::text, $2::int + 1, $3::text IS NULL",
+                     {"'; DROP TABLE x; --", pg::Int(41), std::nullopt});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->Get(0, 0), "'; DROP TABLE x; --");
+  EXPECT_EQ(r->GetInt(0, 1), 42);
+  EXPECT_TRUE(r->GetBool(0, 2));
+}
+
+TEST_F(PgTest, SqlStatesMapToStatusCodes) {
+  pg::Pool pool({.conninfo = db_->ConnInfo()});
+  ASSERT_TRUE(pool.Exec("CREATE TABLE uniq (k text PRIMARY KEY)").ok());
+  ASSERT_TRUE(pool.Exec("INSERT INTO uniq VALUES ('a')").ok());
+  EXPECT_EQ(pool.Exec("INSERT INTO uniq VALUES ('a')").status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(pool.Exec("SELECT 1/0").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(pool.Exec("SELECT nope FROM uniq").status().code(),
+            absl::StatusCode::kInternal);
+}
+
+TEST_F(PgTest, TransactionRollsBackUnlessCommitted) {
+  pg::Pool pool({.conninfo = db_->ConnInfo()});
+  ASSERT_TRUE(pool.Exec("CREATE TABLE tx_t (v int)").ok());
+  {
+    auto conn = pool.Acquire();
+    ASSERT_TRUE(conn.ok());
+    pg::Transaction tx(*conn);
+    ASSERT_TRUE(tx.Exec("INSERT INTO tx_t VALUES (1)").ok());
+  }
+  {
+    auto conn = pool.Acquire();
+    ASSERT_TRUE(conn.ok());
+    pg::Transaction tx(*conn);
+    ASSERT_TRUE(tx.Exec("INSERT INTO tx_t VALUES (2)").ok());
+    ASSERT_TRUE(tx.Commit().ok());
+  }
+  auto r = pool.Exec("SELECT array_agg(v)::text FROM tx_t");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->Get(0, 0), "{2}");
+}
+
+TEST_F(PgTest, PoolIsBoundedAndTimesOut) {
+  pg::Pool pool({.conninfo = db_->ConnInfo(),
+                 .max_size = 2,
+                 .acquire_timeout = absl::Milliseconds(100)});
+  auto a = pool.Acquire();
+  auto b = pool.Acquire();
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto c = pool.Acquire();
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(PgTest, PoolSurvivesADatabaseRestart) {
+  pg::Pool pool({.conninfo = db_->ConnInfo(), .max_size = 2});
+  ASSERT_TRUE(pool.Ping().ok());
+  db_->Stop();
+  EXPECT_EQ(pool.Ping().code(), absl::StatusCode::kUnavailable);
+  db_->Start();
+  // The broken connection is dropped and a new one made.
+  absl::Status s = pool.Ping();
+  if (!s.ok()) s = pool.Ping();
+  EXPECT_TRUE(s.ok()) << s;
+}
+
+TEST_F(PgTest, BadConnInfoIsUnavailableNotACrash) {
+  pg::Pool pool({.conninfo = "host=127.0.0.1 port=1 dbname=x",
+                 .connect_timeout = absl::Seconds(1)});
+  absl::Status s = pool.Ping();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(s.message().find("cannot connect"), std::string::npos);
+}
+
+TEST_F(PgTest, ConcurrentMigrationsApplyOnce) {
+  const std::string conninfo = db_->CreateDatabase("migr");
+  std::vector<Migration> migrations = {
+      {"V002__add", "INSERT INTO demo.t VALUES (2);"},
+      {"V001__create", "CREATE TABLE demo.t (v int PRIMARY KEY);"},
+  };
+  std::vector<int> applied(4, -1);
+  std::vector<absl::Status> results(4);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      pg::Pool pool({.conninfo = conninfo, .max_size = 1});
+      results[i] = RunMigrations(pool, "demo", migrations, &applied[i]);
+    });
+  }
+  for (auto& t : threads) t.join();
+  int total = 0;
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(results[i].ok()) << results[i];
+    total += applied[i];
+  }
+  EXPECT_EQ(total, 2);
+  EXPECT_EQ(db_->Psql("SELECT count(*) FROM demo.schema_migrations", "migr"),
+            "2\n");
+}
+
+TEST_F(PgTest, FailedMigrationRollsBackAndNamesTheFile) {
+  const std::string conninfo = db_->CreateDatabase("migr_bad");
+  pg::Pool pool({.conninfo = conninfo});
+  absl::Status s = RunMigrations(
+      pool, "bad", {{"V001__ok", "CREATE TABLE bad.a (v int);"},
+                    {"V002__broken", "CREATE TABLE bad.b (v nosuchtype);"}});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
+  EXPECT_NE(s.message().find("V002__broken"), std::string::npos);
+  EXPECT_EQ(db_->Psql("SELECT count(*) FROM pg_namespace WHERE nspname='bad'",
+                      "migr_bad"),
+            "0\n");
+}
+
+}  // namespace
+}  // namespace guestlist
