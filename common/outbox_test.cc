@@ -1,0 +1,124 @@
+// Outbox relay and idempotency store against a throwaway PostgreSQL.
+#include <atomic>
+#include <thread>
+
+#include "common/idempotency.h"
+#include "common/outbox.h"
+#include "gtest/gtest.h"
+#include "tests/testing/postgres.h"
+
+namespace guestlist {
+namespace {
+
+class OutboxTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    db_ = new guestlist::testing::TestPostgres();
+    pool_ = new pg::Pool({.conninfo = db_->ConnInfo()});
+    ASSERT_TRUE(
+        RunMigrations(*pool_, "svc", {CommonTablesMigration("svc")}).ok());
+  }
+  static void TearDownTestSuite() {
+    delete pool_;
+    delete db_;
+  }
+  void SetUp() override {
+    ASSERT_TRUE(pool_->Exec("TRUNCATE svc.outbox, svc.idempotency_keys").ok());
+  }
+  static void Enqueue(const std::string& topic, const std::string& payload,
+                      bool commit = true) {
+    auto conn = pool_->Acquire();
+    ASSERT_TRUE(conn.ok());
+    pg::Transaction tx(*conn);
+    ASSERT_TRUE(EnqueueOutbox(tx, "svc", topic, payload).ok());
+    if (commit) {
+      ASSERT_TRUE(tx.Commit().ok());
+    }
+  }
+  static guestlist::testing::TestPostgres* db_;
+  static pg::Pool* pool_;
+};
+guestlist::testing::TestPostgres* OutboxTest::db_ = nullptr;
+pg::Pool* OutboxTest::pool_ = nullptr;
+
+TEST_F(OutboxTest, DeliversCommittedMessagesOnlyAndDeletesThem) {
+  Enqueue("email", std::string("a\0b", 3));
+  Enqueue("email", "rolled back", /*commit=*/false);
+  std::vector<std::string> seen;
+  OutboxRelay relay(pool_, "svc");
+  relay.Register("email", [&](const std::string& p) {
+    seen.push_back(p);
+    return absl::OkStatus();
+  });
+  auto n = relay.RunOnce();
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 1);
+  EXPECT_EQ(seen, std::vector<std::string>{std::string("a\0b", 3)});
+  EXPECT_EQ(db_->Psql("SELECT count(*) FROM svc.outbox"), "0\n");
+}
+
+TEST_F(OutboxTest, FailureIsRetriedLaterWithTheErrorKept) {
+  Enqueue("sync", "x");
+  OutboxRelay relay(pool_, "svc");
+  relay.Register("sync",
+                 [](const std::string&) { return absl::UnavailableError("down"); });
+  ASSERT_EQ(*relay.RunOnce(), 0);
+  EXPECT_EQ(db_->Psql("SELECT attempts, last_error LIKE '%down%', "
+                      "next_attempt_at > now() FROM svc.outbox"),
+            "1|t|t\n");
+  // Not due yet: nothing is claimed.
+  ASSERT_EQ(*relay.RunOnce(), 0);
+  EXPECT_EQ(db_->Psql("SELECT attempts FROM svc.outbox"), "1\n");
+}
+
+TEST_F(OutboxTest, ConcurrentRelaysDeliverEachMessageOnce) {
+  for (int i = 0; i < 200; ++i) Enqueue("t", std::to_string(i));
+  std::atomic<int> calls{0};
+  auto handler = [&](const std::string&) {
+    ++calls;
+    return absl::OkStatus();
+  };
+  OutboxRelay a(pool_, "svc", {.batch_size = 10});
+  OutboxRelay b(pool_, "svc", {.batch_size = 10});
+  a.Register("t", handler);
+  b.Register("t", handler);
+  std::thread ta([&] {
+    for (int i = 0; i < 30; ++i) ASSERT_TRUE(a.RunOnce().ok());
+  });
+  std::thread tb([&] {
+    for (int i = 0; i < 30; ++i) ASSERT_TRUE(b.RunOnce().ok());
+  });
+  ta.join();
+  tb.join();
+  EXPECT_EQ(calls.load(), 200);
+}
+
+TEST_F(OutboxTest, IdempotencyReplaysAndRejectsADifferentBody) {
+  IdempotencyStore store("svc", "secret");
+  {
+    auto conn = pool_->Acquire();
+    ASSERT_TRUE(conn.ok());
+    pg::Transaction tx(*conn);
+    auto first = store.Lookup(tx, "Invite/w1", "k1", RequestHash("req"));
+    ASSERT_TRUE(first.ok());
+    EXPECT_FALSE(first->has_value());
+    ASSERT_TRUE(store.Save(tx, "Invite/w1", "k1", RequestHash("req"),
+                           "response with secret").ok());
+    ASSERT_TRUE(tx.Commit().ok());
+  }
+  auto again = store.Lookup(*pool_, "Invite/w1", "k1", RequestHash("req"));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->value(), "response with secret");
+  auto other = store.Lookup(*pool_, "Invite/w1", "k1", RequestHash("other"));
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kInvalidArgument);
+  auto scoped = store.Lookup(*pool_, "Invite/w2", "k1", RequestHash("other"));
+  ASSERT_TRUE(scoped.ok());
+  EXPECT_FALSE(scoped->has_value());
+  // Stored encrypted: the plain text is not in the table.
+  EXPECT_EQ(db_->Psql("SELECT position('secret'::bytea in response) FROM "
+                      "svc.idempotency_keys"),
+            "0\n");
+}
+
+}  // namespace
+}  // namespace guestlist
