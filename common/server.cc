@@ -62,7 +62,7 @@ ServiceRunner::ServiceRunner(ServerOptions options)
     : impl_(std::make_unique<Impl>(std::move(options))) {}
 
 ServiceRunner::~ServiceRunner() {
-  impl_->stop_probe_.Notify();
+  if (!impl_->stop_probe_.HasBeenNotified()) impl_->stop_probe_.Notify();
   if (impl_->probe_thread_.joinable()) impl_->probe_thread_.join();
 }
 
@@ -91,6 +91,8 @@ absl::StatusOr<int> ServiceRunner::Start() {
   builder.SetResourceQuota(quota);
   builder.SetMaxReceiveMessageSize(impl_->options_.max_message_bytes);
   builder.SetMaxSendMessageSize(impl_->options_.max_message_bytes);
+  // Without this a second process could silently share our port.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE,
                              impl_->options_.max_metadata_bytes);
   for (grpc::Service* s : impl_->services_) builder.RegisterService(s);
@@ -135,7 +137,7 @@ int ServiceRunner::WaitForShutdown() {
   sigwait(&set, &sig);
   impl_->shutdown_requested_ = true;
   LogInfo("shutting down", {{"signal", absl::StrCat(sig)}});
-  impl_->stop_probe_.Notify();
+  if (!impl_->stop_probe_.HasBeenNotified()) impl_->stop_probe_.Notify();
   if (impl_->probe_thread_.joinable()) impl_->probe_thread_.join();
   impl_->SetServing(false);
   // In-flight calls may finish until the deadline; later ones are cancelled.
