@@ -10,7 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libsodium-dev libcurl4-openssl-dev libcsv-dev nlohmann-json3-dev
   libboost-dev grpc-proto
-  python3 python3-aiosmtpd python3-grpcio python3-protobuf
+  python3 python3-aiosmtpd python3-grpcio python3-protobuf python3-yaml
   curl wrk kubectl ca-certificates procps iproute2
 )
 
