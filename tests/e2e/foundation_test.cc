@@ -168,7 +168,7 @@ TEST(StartupTest, UnreachableDatabaseGivesOneLineNamingTheSetting) {
     ChildProcess p(RunfilePath(absl::StrCat("services/", svc, "/", svc)),
                    {"--port=0", "--db_connect_wait=1s",
                     "--database_url=host=127.0.0.1 port=1 dbname=nope"},
-                   {}, log);
+                   {{"GUESTLIST_OPERATOR_TOKEN", "startup-test-token"}}, log);
     EXPECT_EQ(p.Wait(20000), 2) << svc;
     const std::string out = ReadAll(log);
     EXPECT_NE(out.find("DATABASE_URL"), std::string::npos) << out;
