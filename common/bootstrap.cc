@@ -1,5 +1,6 @@
 #include "common/bootstrap.h"
 
+#include <cstdlib>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -10,6 +11,9 @@
 #include "common/logging.h"
 #include "common/service_flags.h"
 
+ABSL_FLAG(bool, migrate_only, false,
+          "apply this service's migrations, then exit 0 (for a Kubernetes "
+          "Job or init container)");
 ABSL_FLAG(absl::Duration, db_connect_wait, absl::Seconds(15),
           "how long to keep trying to reach the database at start");
 
@@ -49,6 +53,10 @@ std::unique_ptr<pg::Pool> OpenDatabaseOrExit(
   }
   LogInfo("database ready", {{"schema", schema},
                              {"migrations_applied", absl::StrCat(applied)}});
+  if (absl::GetFlag(FLAGS_migrate_only)) {
+    LogInfo("--migrate_only: migrations applied, exiting");
+    std::exit(0);
+  }
   return pool;
 }
 
