@@ -1,0 +1,48 @@
+#include "services/identity/clients/outbox_relay.h"
+
+#include "common/logging.h"
+#include "services/identity/domain/model.h"
+
+namespace guestlist::identity {
+namespace {
+
+template <typename Request>
+OutboxRelay::Handler Handler(
+    const char* topic, std::function<absl::Status(const Request&)> send) {
+  return [topic, send](const std::string& payload) -> absl::Status {
+    Request request;
+    absl::Status s =
+        request.ParseFromString(payload)
+            ? send(request)
+            : absl::InvalidArgumentError("the stored payload does not parse");
+    if (s.code() == absl::StatusCode::kInvalidArgument) {
+      LogError("dropping an outbox message the peer refuses",
+               {{"topic", topic}, {"error", std::string(s.message())}});
+      return absl::OkStatus();
+    }
+    return s;
+  };
+}
+
+}  // namespace
+
+void RegisterOutboxHandlers(OutboxRelay* relay, MembershipClient* membership,
+                            NotificationClient* notification) {
+  relay->Register(kTopicSendEmail,
+                  Handler<nv1::SendEmailRequest>(
+                      kTopicSendEmail, [notification](const auto& r) {
+                        return notification->SendEmail(r);
+                      }));
+  relay->Register(kTopicSyncUsers,
+                  Handler<mv1::SyncUsersRequest>(
+                      kTopicSyncUsers, [membership](const auto& r) {
+                        return membership->SyncUsers(r);
+                      }));
+  relay->Register(kTopicSyncWorkspace,
+                  Handler<mv1::SyncWorkspaceRequest>(
+                      kTopicSyncWorkspace, [membership](const auto& r) {
+                        return membership->SyncWorkspace(r);
+                      }));
+}
+
+}  // namespace guestlist::identity

@@ -1,0 +1,16 @@
+// Delivery of identity's outbox topics (emails to notification, user and
+// workspace syncs to membership) through common/outbox.h's relay.
+#pragma once
+
+#include "common/outbox.h"
+#include "services/identity/clients/peers.h"
+
+namespace guestlist::identity {
+
+// Registers a handler per identity topic on `relay`. A message the peer
+// refuses as malformed (INVALID_ARGUMENT) can never succeed: it is logged
+// and dropped instead of retried.
+void RegisterOutboxHandlers(OutboxRelay* relay, MembershipClient* membership,
+                            NotificationClient* notification);
+
+}  // namespace guestlist::identity

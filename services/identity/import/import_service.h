@@ -1,0 +1,109 @@
+// Bulk guests: the CSV template, import (create / update / archive users,
+// their groups and app privileges), dry runs, the error CSV, and export in
+// the template format. An import is a job (identity.imports) that runs on
+// its own thread once the file is uploaded, so it finishes even when the
+// uploading client goes away; its progress is readable with GetImport.
+//
+// Order of effects (the InviteUser contract, in batches): rows are parsed
+// and validated, diffed against identity's users and membership's access,
+// checked by membership.ApplyGrants(dry_run) (licences, groups), then
+// applied with ApplyGrants in batches of 1000, then written to identity in
+// one transaction; if that transaction fails, the users created in
+// membership are removed again (DeleteUsers). Invitation emails go out with
+// notification.BatchSendEmail in batches of 500, only after the commit.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/auth.h"
+#include "common/clock.h"
+#include "common/random.h"
+#include "google/api/httpbody.pb.h"
+#include "guestlist/identity/v1/identity.pb.h"
+#include "services/identity/import/peers.h"
+#include "services/identity/import/rows.h"
+#include "services/identity/import/store.h"
+
+namespace guestlist::identity::import {
+
+struct ImportConfig {
+  // Beyond these, the import fails before anything is written.
+  int64_t max_rows = 1000000;
+  int64_t max_bytes = 512LL * 1024 * 1024;
+  // Base of invitation links: <public_url>/invite#token=<token>.
+  std::string public_url = "http://127.0.0.1:8080";
+  // Report rows kept beyond the rows with errors.
+  int report_rows = 1000;
+  int grants_batch = 1000;  // membership's limit per ApplyGrants
+  int email_batch = 500;    // notification's limit per BatchSendEmail
+  CsvLimits csv;
+};
+
+struct ImportDeps {
+  ImportStore* store = nullptr;
+  MembershipPeer* membership = nullptr;
+  MailPeer* mail = nullptr;
+  const Clock* clock = nullptr;
+  RandomSource* random = nullptr;
+};
+
+class ImportService final {
+ public:
+  // Reads the next message of the upload; false at the end of the stream.
+  using NextMessage = std::function<bool(v1::ImportUsersRequest*)>;
+  // Whether the client went away (the job then continues on its own).
+  using Cancelled = std::function<bool()>;
+
+  ImportService(ImportConfig config, ImportDeps deps);
+  // Waits for running jobs.
+  ~ImportService();
+  ImportService(const ImportService&) = delete;
+  ImportService& operator=(const ImportService&) = delete;
+
+  // Runs an import and returns its report (row errors are in the report).
+  // Errors: INVALID_ARGUMENT (first message not `options`, repeated
+  // options, bad header, file larger than max_bytes), RESOURCE_EXHAUSTED
+  // (more than max_rows rows), NOT_FOUND (workspace), PERMISSION_DENIED,
+  // CANCELLED (client gone; the job goes on), UNAVAILABLE (a peer failed;
+  // the job is FAILED and nothing is left applied in identity).
+  absl::StatusOr<v1::ImportReport> Import(const Principal& caller,
+                                          const NextMessage& next,
+                                          const Cancelled& cancelled);
+  // Errors: NOT_FOUND (unknown, or of another workspace).
+  absl::StatusOr<v1::ImportReport> GetImport(const Principal& caller,
+                                             const v1::GetImportRequest& req);
+  // Errors: NOT_FOUND, FAILED_PRECONDITION (still RUNNING).
+  absl::StatusOr<google::api::HttpBody> GetImportErrors(
+      const Principal& caller, const v1::GetImportErrorsRequest& req);
+  // Errors: NOT_FOUND (workspace), PERMISSION_DENIED.
+  absl::StatusOr<google::api::HttpBody> GetImportTemplate(
+      const Principal& caller, const v1::GetImportTemplateRequest& req);
+  // Errors: NOT_FOUND (workspace), PERMISSION_DENIED.
+  absl::StatusOr<google::api::HttpBody> ExportUsers(
+      const Principal& caller, const v1::ExportUsersRequest& req);
+
+  struct Job;
+
+ private:
+  void RunJob(Job& job);
+  absl::Status Execute(Job& job);
+  void Finish(Job& job);
+
+  const ImportConfig config_;
+  const ImportDeps deps_;
+  absl::Mutex mu_;
+  int running_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Whether `caller` may act as an admin of `workspace_id` (API keys need
+// `scope`, when one is given).
+absl::Status CheckAdmin(const Principal& caller,
+                        const std::string& workspace_id,
+                        const std::string& scope);
+
+}  // namespace guestlist::identity::import

@@ -1,0 +1,587 @@
+// The import executor against a real PostgreSQL (identity's migrations,
+// V100 included) with membership and notification faked: creates with
+// invitations that match their tokens, re-upload UNCHANGED, dry run, modes,
+// the delete column, the error CSV, export round trip, limits, a client
+// that goes away, and permissions.
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "common/clock.h"
+#include "common/migrations.h"
+#include "common/pg.h"
+#include "common/random.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/identity/identity_migrations.h"
+#include "services/identity/import/import_service.h"
+#include "tests/testing/postgres.h"
+
+namespace guestlist::identity::import {
+namespace {
+
+using Grant = ::guestlist::membership::v1::AppPrivilegeGrant;
+using ::guestlist::identity::v1::ImportReport;
+using ::guestlist::identity::v1::ImportRow;
+using ::testing::HasSubstr;
+
+constexpr char kWs[] = "11111111-1111-4111-8111-111111111111";
+constexpr char kAdmin[] = "22222222-2222-4222-8222-222222222222";
+
+std::string ReadFile(const std::string& name) {
+  std::ifstream in("services/identity/import/testdata/" + name,
+                   std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Membership as the import sees it: groups, apps, users' access.
+class FakeMembership final : public MembershipPeer {
+ public:
+  FakeMembership() {
+    for (auto [id, name] : std::vector<std::pair<std::string, std::string>>{
+             {"g-partners", "Partners"},
+             {"g-agencies", "Agencies"},
+             {"g-freelancers", "Freelancers"}}) {
+      mv1::Group g;
+      g.set_id(id);
+      g.set_name(name);
+      groups_.push_back(g);
+    }
+    for (auto [id, slug] : std::vector<std::pair<std::string, std::string>>{
+             {"a-sales", "sales-dashboard"}, {"a-churn", "churn-report"}}) {
+      mv1::App a;
+      a.set_id(id);
+      a.set_slug(slug);
+      apps_.push_back(a);
+    }
+  }
+
+  absl::StatusOr<std::vector<mv1::Group>> ListGroups(
+      const std::string&) override {
+    return groups_;
+  }
+  absl::StatusOr<std::vector<mv1::App>> ListApps(const std::string&) override {
+    return apps_;
+  }
+  absl::StatusOr<mv1::GetUserAccessResponse> GetUserAccess(
+      const mv1::GetUserAccessRequest& req) override {
+    absl::MutexLock lock(&mu_);
+    EXPECT_LE(req.user_ids_size(), 1000);
+    mv1::GetUserAccessResponse resp;
+    for (const std::string& id : req.user_ids()) {
+      mv1::UserAccess* ua = resp.add_users();
+      ua->set_user_id(id);
+      for (const std::string& g : groups_of_[id]) {
+        auto* ref = ua->add_groups();
+        ref->set_group_id(g);
+        for (const auto& group : groups_) {
+          if (group.id() == g) ref->set_group_name(group.name());
+        }
+      }
+      for (const auto& [app, p] : apps_of_[id]) {
+        Grant* grant = ua->add_app_privileges();
+        grant->set_app_id(app);
+        grant->set_privilege(p);
+      }
+    }
+    return resp;
+  }
+  absl::StatusOr<mv1::ApplyGrantsResponse> ApplyGrants(
+      const mv1::ApplyGrantsRequest& req) override {
+    if (gate_ != nullptr) gate_->WaitForNotification();
+    absl::MutexLock lock(&mu_);
+    EXPECT_LE(req.users_size(), 1000);
+    if (!req.dry_run()) ++real_calls_;
+    if (unavailable_) return absl::UnavailableError("membership is down");
+    mv1::ApplyGrantsResponse resp;
+    bool any_failed = false;
+    for (const mv1::UserGrants& g : req.users()) {
+      auto* r = resp.add_results();
+      r->set_user_id(g.user().id());
+      r->set_ok(!refuse_.contains(g.user().username()));
+      if (!r->ok()) {
+        any_failed = true;
+        r->set_error_code(9);
+        r->set_error_message("not enough licences: 1 more needed");
+      }
+    }
+    const bool apply = !req.dry_run() && (req.best_effort() || !any_failed);
+    resp.set_applied(apply);
+    if (!apply) return resp;
+    for (int i = 0; i < req.users_size(); ++i) {
+      if (!resp.results(i).ok()) continue;
+      const mv1::UserGrants& g = req.users(i);
+      const std::string& id = g.user().id();
+      records_[id] = g.user();
+      for (const auto& gid : g.group_ids()) groups_of_[id].insert(gid);
+      for (const auto& gid : g.remove_group_ids()) groups_of_[id].erase(gid);
+      for (const auto& p : g.app_privileges()) {
+        apps_of_[id][p.app_id()] = p.privilege();
+      }
+      for (const auto& a : g.remove_app_ids()) apps_of_[id].erase(a);
+    }
+    return resp;
+  }
+  absl::Status DeleteUsers(const mv1::DeleteUsersRequest& req) override {
+    absl::MutexLock lock(&mu_);
+    for (const auto& id : req.user_ids()) {
+      records_.erase(id);
+      groups_of_.erase(id);
+      apps_of_.erase(id);
+      ++deleted_;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Mutex mu_;
+  std::vector<mv1::Group> groups_;
+  std::vector<mv1::App> apps_;
+  absl::flat_hash_map<std::string, mv1::UserRecord> records_;
+  absl::flat_hash_map<std::string, std::set<std::string>> groups_of_;
+  absl::flat_hash_map<std::string, std::map<std::string, Privilege>> apps_of_;
+  absl::flat_hash_set<std::string> refuse_;  // usernames without licence
+  bool unavailable_ = false;
+  absl::Notification* gate_ = nullptr;  // holds ApplyGrants until notified
+  int real_calls_ = 0;
+  int deleted_ = 0;
+};
+
+class FakeMail final : public MailPeer {
+ public:
+  absl::StatusOr<nv1::BatchSendEmailResponse> BatchSendEmail(
+      const nv1::BatchSendEmailRequest& req) override {
+    absl::MutexLock lock(&mu_);
+    EXPECT_LE(req.messages_size(), 500);
+    ++batches_;
+    for (const auto& m : req.messages()) sent_.push_back(m);
+    return nv1::BatchSendEmailResponse();
+  }
+  absl::Mutex mu_;
+  std::vector<nv1::SendEmailRequest> sent_;
+  int batches_ = 0;
+};
+
+class ImportPgTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { db_ = new guestlist::testing::TestPostgres(); }
+  static void TearDownTestSuite() { delete db_; }
+
+  void SetUp() override {
+    static int n = 0;
+    const std::string name = absl::StrCat("import_", ++n);
+    pool_ = std::make_unique<pg::Pool>(
+        pg::PoolOptions{.conninfo = db_->CreateDatabase(name)});
+    ASSERT_TRUE(RunMigrations(*pool_, "identity",
+                              guestlist::identity::IdentityMigrations())
+                    .ok());
+    ASSERT_TRUE(
+        pool_
+            ->Exec("INSERT INTO identity.workspaces (id, name, display_name, "
+                   "create_time, update_time) VALUES ($1, 'acme', 'Acme', "
+                   "now(), now())",
+                   {kWs})
+            .ok());
+    ASSERT_TRUE(pool_
+                    ->Exec("INSERT INTO identity.users (id, workspace_id, "
+                           "username, email, first_name, last_name, kind, "
+                           "status, create_time, update_time) VALUES ($1, $2, "
+                           "'boss@acme.example', 'boss@acme.example', 'Bea', "
+                           "'Boss', 'ADMIN', 'ACTIVE', now(), now())",
+                           {kAdmin, kWs})
+                    .ok());
+    store_ = std::make_unique<ImportStore>(pool_.get());
+    MakeService(ImportConfig());
+    admin_.set_user_id(kAdmin);
+    admin_.set_workspace_id(kWs);
+    admin_.set_kind(v1::ADMIN);
+  }
+
+  void MakeService(ImportConfig config) {
+    service_.reset();
+    config.public_url = "https://guests.example/";
+    service_ = std::make_unique<ImportService>(
+        config,
+        ImportDeps{store_.get(), &membership_, &mail_, &clock_, &random_});
+  }
+
+  absl::StatusOr<ImportReport> Import(
+      const std::string& csv, bool dry_run = false,
+      v1::ImportMode mode = v1::ALL_OR_NOTHING, size_t chunk = 5,
+      ImportService::Cancelled cancelled = nullptr,
+      const std::string& key = "") {
+    std::vector<v1::ImportUsersRequest> messages(1);
+    auto* options = messages[0].mutable_options();
+    options->set_workspace_id(kWs);
+    options->set_dry_run(dry_run);
+    options->set_mode(mode);
+    options->set_idempotency_key(key);
+    for (size_t i = 0; i < csv.size(); i += chunk) {
+      messages.emplace_back().set_chunk(csv.substr(i, chunk));
+    }
+    size_t next = 0;
+    return service_->Import(
+        admin_,
+        [&](v1::ImportUsersRequest* m) {
+          if (next >= messages.size()) return false;
+          *m = messages[next++];
+          return true;
+        },
+        cancelled);
+  }
+
+  std::string Query(const std::string& sql) {
+    auto r = pool_->Exec(sql);
+    EXPECT_TRUE(r.ok()) << r.status();
+    std::string out;
+    for (int i = 0; r.ok() && i < r->rows(); ++i) {
+      for (int c = 0; c < r->columns(); ++c) {
+        absl::StrAppend(&out, c ? "|" : "", r->Get(i, c));
+      }
+      out += "\n";
+    }
+    return out;
+  }
+
+  static std::vector<std::string> Actions(const ImportReport& r) {
+    std::vector<std::string> out;
+    for (const ImportRow& row : r.rows()) {
+      out.push_back(
+          absl::StrCat(row.line(), ":", ImportRow::Action_Name(row.action())));
+    }
+    return out;
+  }
+
+  static guestlist::testing::TestPostgres* db_;
+  std::unique_ptr<pg::Pool> pool_;
+  std::unique_ptr<ImportStore> store_;
+  FakeMembership membership_;
+  FakeMail mail_;
+  FakeClock clock_{absl::FromUnixSeconds(1800000000)};
+  FakeRandom random_;
+  std::unique_ptr<ImportService> service_;
+  Principal admin_;
+};
+guestlist::testing::TestPostgres* ImportPgTest::db_ = nullptr;
+
+TEST_F(ImportPgTest, TemplateFileCreatesInvitedUsersWithWorkingInvitations) {
+  auto report = Import(ReadFile("template-basic.csv"));
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->state(), ImportReport::SUCCEEDED);
+  EXPECT_EQ(report->rows_total(), 4);
+  EXPECT_EQ(report->created(), 3);
+  EXPECT_EQ(report->unchanged(), 1);  // old.guest: nothing to archive
+  EXPECT_EQ(report->failed(), 0);
+  EXPECT_THAT(Actions(*report),
+              ::testing::ElementsAre("2:CREATE", "3:CREATE", "4:CREATE",
+                                     "5:UNCHANGED"));
+  EXPECT_EQ(Query("SELECT username, email, first_name, last_name, kind, "
+                  "status, metadata::text FROM identity.users WHERE kind = "
+                  "'GUEST' ORDER BY username"),
+            "alice@partner.example|alice@partner.example|Alice|Martin|GUEST|"
+            "INVITED|\n"
+            "bob@agency.example|bob@agency.example|Bob||GUEST|INVITED|"
+            "{\"contract\": \"2026-Q4\"}\n"
+            "carol@freelance.example|carol@freelance.example||Durand|GUEST|"
+            "INVITED|\n");
+  EXPECT_EQ(Query("SELECT count(*) FROM identity.invitations WHERE state = "
+                  "'PENDING' AND inviter_id = '" +
+                  std::string(kAdmin) + "'"),
+            "3\n");
+  // Membership got the groups and privileges.
+  const std::string bob = Query(
+                              "SELECT id FROM identity.users WHERE username = "
+                              "'bob@agency.example'")
+                              .substr(0, 36);
+  EXPECT_EQ(membership_.groups_of_[bob],
+            (std::set<std::string>{"g-agencies", "g-partners"}));
+  EXPECT_EQ(membership_.apps_of_[bob].at("a-churn"), Grant::VIEWER);
+  EXPECT_EQ(membership_.records_[bob].status(), mv1::DirectoryUser::INVITED);
+  // One email per created guest, after commit, whose token is the stored hash.
+  ASSERT_EQ(mail_.sent_.size(), 3u);
+  for (const auto& m : mail_.sent_) {
+    EXPECT_EQ(m.template_(), "invitation");
+    EXPECT_EQ(m.variables().at("workspace_name"), "Acme");
+    EXPECT_EQ(m.variables().at("inviter_name"), "Bea Boss");
+    const std::string url = m.variables().at("invitation_url");
+    ASSERT_TRUE(
+        absl::StartsWith(url, "https://guests.example/invite#token=gli_"))
+        << url;
+    const std::string token = url.substr(url.find("token=") + 6);
+    EXPECT_EQ(
+        Query("SELECT count(*) FROM identity.invitations i JOIN "
+              "identity.users u ON u.id = i.user_id WHERE token_hash = '" +
+              Sha256Hex(token) + "' AND u.email = '" + m.to() + "'"),
+        "1\n");
+  }
+  // The job row holds the same report.
+  auto stored = service_->GetImport(admin_, [&] {
+    v1::GetImportRequest r;
+    r.set_import_id(report->import_id());
+    return r;
+  }());
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->created(), 3);
+  EXPECT_EQ(stored->state(), ImportReport::SUCCEEDED);
+  EXPECT_EQ(stored->rows_processed(), 4);
+}
+
+TEST_F(ImportPgTest, SameFileAgainIsUnchangedAndDeleteColumnArchives) {
+  ASSERT_TRUE(Import(ReadFile("template-basic.csv")).ok());
+  const int calls = membership_.real_calls_;
+  auto again = Import(ReadFile("template-basic.csv"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->unchanged(), 4);
+  EXPECT_EQ(again->created() + again->updated() + again->deleted(), 0);
+  EXPECT_EQ(membership_.real_calls_, calls);
+  EXPECT_EQ(mail_.sent_.size(), 3u);
+
+  auto archive = Import(
+      "username,delete\r\nalice@partner.example,yes\r\n"
+      "bob@agency.example,no\r\n");
+  ASSERT_TRUE(archive.ok()) << archive.status();
+  EXPECT_THAT(Actions(*archive),
+              ::testing::ElementsAre("2:DELETE", "3:UNCHANGED"));
+  EXPECT_EQ(Query("SELECT u.status, i.state FROM identity.users u JOIN "
+                  "identity.invitations i ON i.user_id = u.id WHERE "
+                  "u.username = 'alice@partner.example'"),
+            "ARCHIVED|REVOKED\n");
+  const std::string alice =
+      Query(
+          "SELECT id FROM identity.users WHERE username = "
+          "'alice@partner.example'")
+          .substr(0, 36);
+  EXPECT_EQ(membership_.records_[alice].status(), mv1::DirectoryUser::ARCHIVED);
+  EXPECT_EQ(membership_.records_[alice].version(), 2);
+}
+
+TEST_F(ImportPgTest, UpdatesDiffProfileGroupsAndApps) {
+  ASSERT_TRUE(Import(ReadFile("template-basic.csv")).ok());
+  auto report = Import(
+      "username,first_name,last_name,role,user-group-1,sales-dashboard,"
+      "metadata\n"
+      "bob@agency.example,Robert,,guest,Freelancers,,\"{\"\"a\"\":1}\"\n");
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->updated(), 1);
+  EXPECT_EQ(Query("SELECT first_name, metadata::text, version FROM "
+                  "identity.users WHERE username = 'bob@agency.example'"),
+            "Robert|{\"a\": 1}|2\n");
+  const std::string bob = Query(
+                              "SELECT id FROM identity.users WHERE username = "
+                              "'bob@agency.example'")
+                              .substr(0, 36);
+  EXPECT_EQ(membership_.groups_of_[bob],
+            (std::set<std::string>{"g-freelancers"}));
+  EXPECT_EQ(membership_.apps_of_[bob].count("a-sales"), 0u);
+  // churn-report was not a column: left alone.
+  EXPECT_EQ(membership_.apps_of_[bob].at("a-churn"), Grant::VIEWER);
+}
+
+TEST_F(ImportPgTest, DryRunReportsWithoutWriting) {
+  auto report = Import(ReadFile("template-basic.csv"), /*dry_run=*/true);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->dry_run());
+  EXPECT_EQ(report->created(), 3);
+  EXPECT_EQ(report->state(), ImportReport::SUCCEEDED);
+  EXPECT_EQ(Query("SELECT count(*) FROM identity.users"), "1\n");
+  EXPECT_EQ(Query("SELECT count(*) FROM identity.invitations"), "0\n");
+  EXPECT_EQ(membership_.real_calls_, 0);
+  EXPECT_TRUE(mail_.sent_.empty());
+}
+
+constexpr char kMixed[] =
+    "username,first_name,last_name,role,user-group-1\n"
+    "ok1@x.example,Ok,One,guest,Partners\n"
+    "bad@x.example,Bad,Group,guest,Nowhere\n"
+    "ok2@x.example,Ok,Two,,\n"
+    "OK1@x.example,Dup,,guest,\n";
+
+TEST_F(ImportPgTest, AllOrNothingAppliesNothingWhenARowFails) {
+  auto report = Import(kMixed);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->state(), ImportReport::FAILED);
+  EXPECT_EQ(report->failed(), 2);
+  EXPECT_THAT(Actions(*report), ::testing::ElementsAre("2:CREATE", "3:ERROR",
+                                                       "4:CREATE", "5:ERROR"));
+  EXPECT_EQ(report->rows(1).errors(0).column(), "user-group-1");
+  EXPECT_THAT(report->rows(1).errors(0).reason(),
+              HasSubstr("group \"Nowhere\" does not exist"));
+  EXPECT_THAT(report->rows(3).errors(0).reason(),
+              HasSubstr("already appears on line 2"));
+  EXPECT_EQ(Query("SELECT count(*) FROM identity.users"), "1\n");
+  EXPECT_EQ(membership_.real_calls_, 0);
+  EXPECT_TRUE(mail_.sent_.empty());
+
+  v1::GetImportErrorsRequest req;
+  req.set_import_id(report->import_id());
+  auto errors = service_->GetImportErrors(admin_, req);
+  ASSERT_TRUE(errors.ok()) << errors.status();
+  EXPECT_EQ(errors->content_type(), "text/csv; charset=utf-8");
+  EXPECT_EQ(errors->data(),
+            "username,first_name,last_name,role,user-group-1,error\r\n"
+            "bad@x.example,Bad,Group,guest,Nowhere,\"user-group-1: group "
+            "\"\"Nowhere\"\" does not exist in this workspace; create it "
+            "first or fix the name\"\r\n"
+            "OK1@x.example,Dup,,guest,,\"username \"\"OK1@x.example\"\" "
+            "already appears on line 2; keep one row per user\"\r\n");
+}
+
+TEST_F(ImportPgTest, BestEffortAppliesValidRowsAndReportsLicenceShortfall) {
+  membership_.refuse_.insert("ok2@x.example");
+  auto report = Import(kMixed, false, v1::BEST_EFFORT);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->state(), ImportReport::SUCCEEDED);
+  EXPECT_EQ(report->created(), 1);
+  EXPECT_EQ(report->failed(), 3);
+  EXPECT_THAT(report->rows(2).errors(0).reason(),
+              HasSubstr("not enough licences"));
+  EXPECT_EQ(Query("SELECT username FROM identity.users WHERE kind = 'GUEST'"),
+            "ok1@x.example\n");
+  EXPECT_EQ(mail_.sent_.size(), 1u);
+}
+
+TEST_F(ImportPgTest, ExportThenImportChangesNothing) {
+  ASSERT_TRUE(Import(ReadFile("template-basic.csv")).ok());
+  ASSERT_TRUE(
+      Import(ReadFile("lowcode-platform.csv").substr(0, 0) +
+             "First Name,Last Name,Email address,User Role,Group,"
+             "Metadata\nJohn,Doe,john@corp.example,End User,"
+             "Partners|Agencies|Freelancers,\"{\"\"k\"\": \"\"v\"\"}\"\n")
+          .ok());
+  v1::ExportUsersRequest req;
+  req.set_workspace_id(kWs);
+  auto exported = service_->ExportUsers(admin_, req);
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  EXPECT_THAT(exported->data(),
+              HasSubstr("username,first_name,last_name,role,user-group-1,"
+                        "user-group-2,user-group-3,sales-dashboard,"
+                        "churn-report,delete,metadata\r\n"));
+  EXPECT_THAT(exported->data(),
+              HasSubstr("bob@agency.example,Bob,,guest,Agencies,Partners,,"
+                        "guest,viewer,,\"{\"\"contract\"\":\"\"2026-Q4\"\"}\""
+                        "\r\n"));
+  EXPECT_THAT(exported->data(),
+              HasSubstr("john@corp.example,John,Doe,member,Agencies,"
+                        "Freelancers,Partners,,,,"));
+  const int calls = membership_.real_calls_;
+  auto report = Import(exported->data());
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->rows_total(), 5);  // admin + 3 guests + John
+  EXPECT_EQ(report->unchanged(), 5) << report->DebugString();
+  EXPECT_EQ(membership_.real_calls_, calls);
+}
+
+TEST_F(ImportPgTest, TemplateListsTheWorkspaceApps) {
+  v1::GetImportTemplateRequest req;
+  req.set_workspace_id(kWs);
+  auto body = service_->GetImportTemplate(admin_, req);
+  ASSERT_TRUE(body.ok()) << body.status();
+  EXPECT_EQ(body->data(),
+            "username,first_name,last_name,role,user-group-1,user-group-2,"
+            "user-group-3,sales-dashboard,churn-report,delete,metadata\r\n");
+  req.set_workspace_id("33333333-3333-4333-8333-333333333333");
+  Principal op;
+  op.set_is_operator(true);
+  EXPECT_EQ(service_->GetImportTemplate(op, req).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(ImportPgTest, LimitsFailBeforeAnythingIsWritten) {
+  ImportConfig config;
+  config.max_rows = 2;
+  MakeService(config);
+  auto rows = Import(ReadFile("template-basic.csv"));
+  EXPECT_EQ(rows.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(rows.status().message(), HasSubstr("more than 2 rows"));
+  config.max_rows = 1000;
+  config.max_bytes = 100;
+  MakeService(config);
+  auto bytes = Import(ReadFile("template-basic.csv"));
+  EXPECT_EQ(bytes.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bytes.status().message(), HasSubstr("larger than 100 bytes"));
+  EXPECT_EQ(Query("SELECT count(*) FROM identity.users"), "1\n");
+  EXPECT_EQ(Query("SELECT count(*) FROM identity.imports"), "0\n");
+  EXPECT_EQ(membership_.real_calls_, 0);
+}
+
+TEST_F(ImportPgTest, BadHeaderAndBadFirstMessage) {
+  auto header = Import("username,colour\nx@y.example,red\n");
+  EXPECT_EQ(header.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(header.status().message(), HasSubstr("unknown column"));
+  auto none = service_->Import(
+      admin_,
+      [](v1::ImportUsersRequest* m) {
+        m->set_chunk("username\n");
+        return true;
+      },
+      nullptr);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ImportPgTest, JobFinishesWhenTheClientGoesAway) {
+  absl::Notification gate;
+  membership_.gate_ = &gate;
+  auto report = Import(ReadFile("template-basic.csv"), false,
+                       v1::ALL_OR_NOTHING, 5, [] { return true; });
+  ASSERT_EQ(report.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(report.status().message(), HasSubstr("continues"));
+  EXPECT_EQ(Query("SELECT state, rows_total FROM identity.imports"),
+            "RUNNING|4\n");
+  gate.Notify();
+  MakeService(ImportConfig());  // waits for the running job
+  EXPECT_EQ(Query("SELECT state, created, rows_processed FROM "
+                  "identity.imports"),
+            "SUCCEEDED|3|4\n");
+  EXPECT_EQ(mail_.sent_.size(), 3u);
+}
+
+TEST_F(ImportPgTest, IdempotencyKeyReturnsTheFirstReport) {
+  auto first = Import(ReadFile("template-basic.csv"), false, v1::ALL_OR_NOTHING,
+                      64, nullptr, "k1");
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = Import(ReadFile("template-basic.csv"), false,
+                       v1::ALL_OR_NOTHING, 64, nullptr, "k1");
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->import_id(), first->import_id());
+  EXPECT_EQ(second->created(), 3);
+  EXPECT_EQ(mail_.sent_.size(), 3u);
+}
+
+TEST_F(ImportPgTest, MembershipDownFailsTheJobAndLeavesIdentityUntouched) {
+  membership_.unavailable_ = true;
+  auto report = Import(ReadFile("template-basic.csv"));
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Query("SELECT state FROM identity.imports"), "FAILED\n");
+  EXPECT_EQ(Query("SELECT count(*) FROM identity.users"), "1\n");
+}
+
+TEST_F(ImportPgTest, OnlyAdminsOfTheWorkspace) {
+  Principal member;
+  member.set_user_id("44444444-4444-4444-8444-444444444444");
+  member.set_workspace_id(kWs);
+  member.set_kind(v1::MEMBER);
+  admin_ = member;
+  EXPECT_EQ(Import(ReadFile("template-basic.csv")).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  Principal key;
+  key.set_api_key_id("k");
+  key.set_workspace_id(kWs);
+  key.add_scopes("users.read");
+  v1::ExportUsersRequest req;
+  req.set_workspace_id(kWs);
+  EXPECT_TRUE(service_->ExportUsers(key, req).ok());
+  admin_ = key;
+  EXPECT_EQ(Import(ReadFile("template-basic.csv")).status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+}  // namespace
+}  // namespace guestlist::identity::import

@@ -1,0 +1,859 @@
+#include "services/identity/storage/pg_repository.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/outbox.h"
+#include "common/status_macros.h"
+#include "services/identity/domain/rules.h"
+
+namespace guestlist::identity {
+namespace {
+
+using pg::Param;
+using pg::Params;
+
+constexpr char kUserColumns[] =
+    "id, workspace_id, username, email, first_name, last_name, kind, status, "
+    "metadata::text, access_expire_time, coalesce(password_hash, ''), "
+    "version, create_time, update_time";
+
+constexpr char kWorkspaceColumns[] =
+    "id, name, display_name, license_count, members_can_invite_guests, "
+    "invitation_ttl_seconds, allowed_email_domains, blocked_email_domains, "
+    "request_access_enabled, version, create_time, update_time";
+
+constexpr char kInvitationColumns[] =
+    "id, workspace_id, user_id, coalesce(inviter_id::text, ''), token_hash, "
+    "token_generation, state, expire_time, create_time";
+
+constexpr char kApiKeyColumns[] =
+    "id, workspace_id, display_name, scopes, key_hash, prefix, "
+    "coalesce(creator_id::text, ''), create_time, last_use_time";
+
+constexpr char kAccessRequestColumns[] =
+    "id, workspace_id, user_id, email, first_name, last_name, message, state, "
+    "create_time";
+
+// Parses a text[] value as printed by the server: {a,"b c"}.
+std::vector<std::string> ParseTextArray(const std::string& text) {
+  std::vector<std::string> out;
+  if (text.size() < 2) return out;
+  std::string cur;
+  bool quoted = false, in_elem = false;
+  for (size_t i = 1; i + 1 < text.size(); ++i) {
+    const char c = text[i];
+    if (quoted) {
+      if (c == '\\' && i + 2 < text.size()) {
+        cur += text[++i];
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        cur += c;
+      }
+    } else if (c == '"') {
+      quoted = true;
+      in_elem = true;
+    } else if (c == ',') {
+      out.push_back(cur);
+      cur.clear();
+      in_elem = false;
+    } else {
+      cur += c;
+      in_elem = true;
+    }
+  }
+  if (in_elem || !cur.empty()) out.push_back(cur);
+  return out;
+}
+
+std::optional<absl::Time> OptTime(const pg::Result& r, int row, int col) {
+  if (r.IsNull(row, col)) return std::nullopt;
+  return pg::ParseTime(r.Get(row, col));
+}
+
+Param OptTimeParam(const std::optional<absl::Time>& t) {
+  if (!t.has_value()) return std::nullopt;
+  return pg::Time(*t);
+}
+
+UserRecord ReadUser(const pg::Result& r, int i) {
+  UserRecord u;
+  u.id = r.Get(i, 0);
+  u.workspace_id = r.Get(i, 1);
+  u.username = r.Get(i, 2);
+  u.email = r.Get(i, 3);
+  u.first_name = r.Get(i, 4);
+  u.last_name = r.Get(i, 5);
+  u.kind = ParseKind(r.Get(i, 6));
+  u.status = ParseStatus(r.Get(i, 7));
+  u.metadata_json = r.Get(i, 8);
+  u.access_expire_time = OptTime(r, i, 9);
+  u.password_hash = r.Get(i, 10);
+  u.version = r.GetInt(i, 11);
+  u.create_time = pg::ParseTime(r.Get(i, 12));
+  u.update_time = pg::ParseTime(r.Get(i, 13));
+  return u;
+}
+
+WorkspaceRecord ReadWorkspace(const pg::Result& r, int i) {
+  WorkspaceRecord w;
+  w.id = r.Get(i, 0);
+  w.name = r.Get(i, 1);
+  w.display_name = r.Get(i, 2);
+  w.license_count = static_cast<int>(r.GetInt(i, 3));
+  w.members_can_invite_guests = r.GetBool(i, 4);
+  w.invitation_ttl = absl::Seconds(r.GetInt(i, 5));
+  w.allowed_email_domains = ParseTextArray(r.Get(i, 6));
+  w.blocked_email_domains = ParseTextArray(r.Get(i, 7));
+  w.request_access_enabled = r.GetBool(i, 8);
+  w.version = r.GetInt(i, 9);
+  w.create_time = pg::ParseTime(r.Get(i, 10));
+  w.update_time = pg::ParseTime(r.Get(i, 11));
+  return w;
+}
+
+InvitationRecord ReadInvitation(const pg::Result& r, int i) {
+  InvitationRecord v;
+  v.id = r.Get(i, 0);
+  v.workspace_id = r.Get(i, 1);
+  v.user_id = r.Get(i, 2);
+  v.inviter_id = r.Get(i, 3);
+  v.token_hash = r.Get(i, 4);
+  v.token_generation = static_cast<int>(r.GetInt(i, 5));
+  v.state = ParseInvitationState(r.Get(i, 6));
+  v.expire_time = pg::ParseTime(r.Get(i, 7));
+  v.create_time = pg::ParseTime(r.Get(i, 8));
+  return v;
+}
+
+ApiKeyRecord ReadApiKey(const pg::Result& r, int i) {
+  ApiKeyRecord k;
+  k.id = r.Get(i, 0);
+  k.workspace_id = r.Get(i, 1);
+  k.display_name = r.Get(i, 2);
+  k.scopes = ParseTextArray(r.Get(i, 3));
+  k.key_hash = r.Get(i, 4);
+  k.prefix = r.Get(i, 5);
+  k.creator_id = r.Get(i, 6);
+  k.create_time = pg::ParseTime(r.Get(i, 7));
+  k.last_use_time = OptTime(r, i, 8);
+  return k;
+}
+
+AccessRequestRecord ReadAccessRequest(const pg::Result& r, int i) {
+  AccessRequestRecord a;
+  a.id = r.Get(i, 0);
+  a.workspace_id = r.Get(i, 1);
+  a.user_id = r.Get(i, 2);
+  a.email = r.Get(i, 3);
+  a.first_name = r.Get(i, 4);
+  a.last_name = r.Get(i, 5);
+  a.message = r.Get(i, 6);
+  a.state = ParseAccessRequestState(r.Get(i, 7));
+  a.create_time = pg::ParseTime(r.Get(i, 8));
+  return a;
+}
+
+std::vector<UserRecord> ReadUsers(const pg::Result& r) {
+  std::vector<UserRecord> out;
+  out.reserve(r.rows());
+  for (int i = 0; i < r.rows(); ++i) out.push_back(ReadUser(r, i));
+  return out;
+}
+
+class PgTx final : public IdentityTx {
+ public:
+  PgTx(pg::Transaction& tx, IdempotencyStore* idempotency)
+      : tx_(tx), idempotency_(idempotency) {}
+
+  absl::Status InsertWorkspace(const WorkspaceRecord& w) override {
+    auto r = tx_.Exec(
+        "INSERT INTO identity.workspaces (id, name, display_name, "
+        "license_count, members_can_invite_guests, invitation_ttl_seconds, "
+        "allowed_email_domains, blocked_email_domains, request_access_enabled, "
+        "version, create_time, update_time) VALUES ($1, $2, $3, $4, $5, $6, "
+        "$7::text[], $8::text[], $9, 1, $10, $10)",
+        {w.id, w.name, w.display_name, pg::Int(w.license_count),
+         pg::Bool(w.members_can_invite_guests),
+         pg::Int(absl::ToInt64Seconds(w.invitation_ttl)),
+         pg::TextArray(w.allowed_email_domains),
+         pg::TextArray(w.blocked_email_domains),
+         pg::Bool(w.request_access_enabled), pg::Time(w.create_time)});
+    if (r.status().code() == absl::StatusCode::kAlreadyExists) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "workspace.name: a workspace named \"", w.name,
+          "\" already exists; choose another name"));
+    }
+    return r.status();
+  }
+
+  absl::StatusOr<WorkspaceRecord> GetWorkspace(const std::string& id,
+                                               bool for_update) override {
+    ASSIGN_OR_RETURN(pg::Result r,
+                     tx_.Exec(absl::StrCat("SELECT ", kWorkspaceColumns,
+                                           " FROM identity.workspaces WHERE "
+                                           "id = $1",
+                                           for_update ? " FOR UPDATE" : ""),
+                              {id}));
+    if (r.rows() == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("workspace ", id, " does not exist"));
+    }
+    return ReadWorkspace(r, 0);
+  }
+
+  absl::StatusOr<WorkspaceRecord> UpdateWorkspace(const WorkspaceRecord& w,
+                                                  absl::Time now) override {
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx_.Exec(absl::StrCat(
+                     "UPDATE identity.workspaces SET display_name = $2, "
+                     "license_count = $3, members_can_invite_guests = $4, "
+                     "invitation_ttl_seconds = $5, allowed_email_domains = "
+                     "$6::text[], blocked_email_domains = $7::text[], "
+                     "request_access_enabled = $8, version = version + 1, "
+                     "update_time = $9 WHERE id = $1 RETURNING ",
+                     kWorkspaceColumns),
+                 {w.id, w.display_name, pg::Int(w.license_count),
+                  pg::Bool(w.members_can_invite_guests),
+                  pg::Int(absl::ToInt64Seconds(w.invitation_ttl)),
+                  pg::TextArray(w.allowed_email_domains),
+                  pg::TextArray(w.blocked_email_domains),
+                  pg::Bool(w.request_access_enabled), pg::Time(now)}));
+    if (r.rows() == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("workspace ", w.id, " does not exist"));
+    }
+    return ReadWorkspace(r, 0);
+  }
+
+  absl::Status InsertUser(const UserRecord& u) override {
+    auto r = tx_.Exec(
+        "INSERT INTO identity.users (id, workspace_id, username, email, "
+        "first_name, last_name, kind, status, metadata, access_expire_time, "
+        "password_hash, version, create_time, update_time) VALUES ($1, $2, "
+        "$3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, 1, $12, $12)",
+        {u.id, u.workspace_id, u.username, u.email, u.first_name, u.last_name,
+         KindName(u.kind), StatusName(u.status),
+         pg::NullIfEmpty(u.metadata_json), OptTimeParam(u.access_expire_time),
+         pg::NullIfEmpty(u.password_hash), pg::Time(u.create_time)});
+    if (r.status().code() == absl::StatusCode::kAlreadyExists) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "username: \"", u.username,
+          "\" is already taken in this workspace (case-insensitive); choose "
+          "another username"));
+    }
+    return r.status();
+  }
+
+  absl::StatusOr<UserRecord> GetUser(const std::string& id,
+                                     bool for_update) override {
+    ASSIGN_OR_RETURN(pg::Result r,
+                     tx_.Exec(absl::StrCat("SELECT ", kUserColumns,
+                                           " FROM identity.users WHERE id = $1",
+                                           for_update ? " FOR UPDATE" : ""),
+                              {id}));
+    if (r.rows() == 0) {
+      return absl::NotFoundError(absl::StrCat("user ", id, " does not exist"));
+    }
+    return ReadUser(r, 0);
+  }
+
+  absl::StatusOr<std::optional<UserRecord>> FindUserByUsername(
+      const std::string& workspace_id, const std::string& username,
+      bool for_update) override {
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx_.Exec(absl::StrCat("SELECT ", kUserColumns,
+                              " FROM identity.users WHERE workspace_id = $1 "
+                              "AND lower(username) = lower($2)",
+                              for_update ? " FOR UPDATE" : ""),
+                 {workspace_id, username}));
+    if (r.rows() == 0) return std::optional<UserRecord>();
+    return std::optional<UserRecord>(ReadUser(r, 0));
+  }
+
+  absl::StatusOr<UserRecord> UpdateUser(const UserRecord& u,
+                                        absl::Time now) override {
+    auto r = tx_.Exec(
+        absl::StrCat(
+            "UPDATE identity.users SET username = $3, email = $4, "
+            "first_name = $5, last_name = $6, kind = $7, status = $8, "
+            "metadata = $9::jsonb, access_expire_time = $10, "
+            "password_hash = $11, version = version + 1, update_time = $12, "
+            "expiry_reminder_sent = CASE WHEN access_expire_time IS NOT "
+            "DISTINCT FROM $10 THEN expiry_reminder_sent ELSE false END "
+            "WHERE id = $1 AND version = $2 RETURNING ",
+            kUserColumns),
+        {u.id, pg::Int(u.version), u.username, u.email, u.first_name,
+         u.last_name, KindName(u.kind), StatusName(u.status),
+         pg::NullIfEmpty(u.metadata_json), OptTimeParam(u.access_expire_time),
+         pg::NullIfEmpty(u.password_hash), pg::Time(now)});
+    if (r.status().code() == absl::StatusCode::kAlreadyExists) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "username: \"", u.username,
+          "\" is already taken in this workspace (case-insensitive); choose "
+          "another username"));
+    }
+    if (!r.ok()) return r.status();
+    if (r->rows() == 0) {
+      return absl::AbortedError(
+          "the user was changed concurrently; retry the request");
+    }
+    return ReadUser(*r, 0);
+  }
+
+  absl::StatusOr<UserPage> ListUsers(const UserQuery& q) override {
+    std::string key_col;
+    std::string key_param_cast;
+    switch (q.order.field) {
+      case UserOrder::kEmail:
+        key_col = "email_lc";
+        key_param_cast = "$%d::text COLLATE \"C\"";
+        break;
+      case UserOrder::kName:
+        key_col = "name_lc";
+        key_param_cast = "$%d::text COLLATE \"C\"";
+        break;
+      case UserOrder::kCreateTime:
+        key_col = "create_time";
+        key_param_cast = "$%d::timestamptz";
+        break;
+    }
+    Params params = {q.workspace_id};
+    std::string where = "workspace_id = $1";
+    if (q.kind != v1::USER_KIND_UNSPECIFIED) {
+      params.push_back(KindName(q.kind));
+      absl::StrAppend(&where, " AND kind = $", params.size());
+    }
+    if (q.status != v1::USER_STATUS_UNSPECIFIED) {
+      params.push_back(StatusName(q.status));
+      absl::StrAppend(&where, " AND status = $", params.size());
+    }
+    if (!q.prefix.empty()) {
+      params.push_back(q.prefix);
+      const size_t p = params.size();
+      // Range scans on the C-collated keys: the btrees serve them.
+      auto range = [p](const char* col) {
+        return absl::StrCat("(", col, " >= lower($", p, ") COLLATE \"C\" AND ",
+                            col, " < (lower($", p,
+                            ") || chr(1114111)) COLLATE \"C\")");
+      };
+      absl::StrAppend(&where, " AND (", range("email_lc"), " OR ",
+                      range("username_lc"), " OR ", range("first_lc"), " OR ",
+                      range("last_lc"), " OR ", range("name_lc"), ")");
+    }
+    UserPage page;
+    if (q.count_total && q.prefix.empty()) {
+      // Kind / status filters only: the trigger-kept counters answer.
+      std::string count_where = "workspace_id = $1";
+      Params count_params = {q.workspace_id};
+      if (q.kind != v1::USER_KIND_UNSPECIFIED) {
+        count_params.push_back(KindName(q.kind));
+        absl::StrAppend(&count_where, " AND kind = $", count_params.size());
+      }
+      if (q.status != v1::USER_STATUS_UNSPECIFIED) {
+        count_params.push_back(StatusName(q.status));
+        absl::StrAppend(&count_where, " AND status = $", count_params.size());
+      }
+      ASSIGN_OR_RETURN(
+          pg::Result c,
+          tx_.Exec(absl::StrCat("SELECT coalesce(sum(n), 0) FROM "
+                                "identity.user_counts WHERE ",
+                                count_where),
+                   count_params));
+      page.total = static_cast<int>(c.GetInt(0, 0));
+    } else if (q.count_total) {
+      ASSIGN_OR_RETURN(
+          pg::Result c,
+          tx_.Exec(absl::StrCat("SELECT count(*) FROM identity.users WHERE ",
+                                where),
+                   params));
+      page.total = static_cast<int>(c.GetInt(0, 0));
+    }
+    std::string page_where = where;
+    const char* cmp = q.order.descending ? "<" : ">";
+    if (q.after.has_value()) {
+      params.push_back(q.after->key);
+      const size_t k = params.size();
+      params.push_back(q.after->id);
+      const size_t id = params.size();
+      char buf[64];
+      snprintf(buf, sizeof(buf), key_param_cast.c_str(), static_cast<int>(k));
+      absl::StrAppend(&page_where, " AND (", key_col, ", id) ", cmp, " (", buf,
+                      ", $", id, "::uuid)");
+    }
+    const char* dir = q.order.descending ? " DESC" : "";
+    params.push_back(pg::Int(q.limit + 1));
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx_.Exec(absl::StrCat("SELECT ", kUserColumns, ", ", key_col,
+                              " FROM identity.users WHERE ", page_where,
+                              " ORDER BY ", key_col, dir, ", id", dir,
+                              " LIMIT $", params.size()),
+                 params));
+    const int n = std::min(r.rows(), q.limit);
+    for (int i = 0; i < n; ++i) page.users.push_back(ReadUser(r, i));
+    if (r.rows() > q.limit && n > 0) {
+      page.next = PageCursor{r.Get(n - 1, 14), r.Get(n - 1, 0)};
+    }
+    return page;
+  }
+
+  absl::StatusOr<std::vector<UserRecord>> ListAdmins(
+      const std::string& workspace_id) override {
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx_.Exec(absl::StrCat("SELECT ", kUserColumns,
+                              " FROM identity.users WHERE workspace_id = $1 "
+                              "AND kind = 'ADMIN' AND status = 'ACTIVE' "
+                              "ORDER BY email_lc, id LIMIT 1000"),
+                 {workspace_id}));
+    return ReadUsers(r);
+  }
+
+  absl::StatusOr<std::vector<UserRecord>> GetUsers(
+      const std::string& workspace_id,
+      const std::vector<std::string>& ids) override {
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx_.Exec(absl::StrCat("SELECT ", kUserColumns,
+                              " FROM identity.users WHERE workspace_id = $1 "
+                              "AND id = ANY($2::uuid[])"),
+                 {workspace_id, pg::TextArray(ids)}));
+    return ReadUsers(r);
+  }
+
+  absl::StatusOr<int> CountActiveAdmins(
+      const std::string& workspace_id) override {
+    ASSIGN_OR_RETURN(pg::Result r,
+                     tx_.Exec("SELECT count(*) FROM identity.users WHERE "
+                              "workspace_id = $1 AND kind = 'ADMIN' AND "
+                              "status = 'ACTIVE'",
+                              {workspace_id}));
+    return static_cast<int>(r.GetInt(0, 0));
+  }
+
+  absl::Status InsertSession(const SessionRecord& s) override {
+    return tx_
+        .Exec("INSERT INTO identity.sessions (id, token_hash, user_id, "
+              "workspace_id, create_time, expire_time) VALUES ($1, $2, $3, $4, "
+              "$5, $6)",
+              {s.id, s.token_hash, s.user_id, s.workspace_id,
+               pg::Time(s.create_time), pg::Time(s.expire_time)})
+        .status();
+  }
+
+  absl::StatusOr<std::optional<SessionRecord>> FindSession(
+      const std::string& token_hash) override {
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx_.Exec("SELECT id, token_hash, user_id, workspace_id, create_time, "
+                 "expire_time FROM identity.sessions WHERE token_hash = $1",
+                 {token_hash}));
+    if (r.rows() == 0) return std::optional<SessionRecord>();
+    SessionRecord s;
+    s.id = r.Get(0, 0);
+    s.token_hash = r.Get(0, 1);
+    s.user_id = r.Get(0, 2);
+    s.workspace_id = r.Get(0, 3);
+    s.create_time = pg::ParseTime(r.Get(0, 4));
+    s.expire_time = pg::ParseTime(r.Get(0, 5));
+    return std::optional<SessionRecord>(s);
+  }
+
+  absl::Status DeleteSession(const std::string& token_hash) override {
+    return tx_
+        .Exec("DELETE FROM identity.sessions WHERE token_hash = $1",
+              {token_hash})
+        .status();
+  }
+
+  absl::Status DeleteUserSessions(const std::string& user_id) override {
+    return tx_
+        .Exec("DELETE FROM identity.sessions WHERE user_id = $1", {user_id})
+        .status();
+  }
+
+  absl::Status InsertApiKey(const ApiKeyRecord& k) override {
+    return tx_
+        .Exec("INSERT INTO identity.api_keys (id, workspace_id, display_name, "
+              "scopes, key_hash, prefix, creator_id, create_time) VALUES ($1, "
+              "$2, $3, $4::text[], $5, $6, $7, $8)",
+              {k.id, k.workspace_id, k.display_name, pg::TextArray(k.scopes),
+               k.key_hash, k.prefix, pg::NullIfEmpty(k.creator_id),
+               pg::Time(k.create_time)})
+        .status();
+  }
+
+  absl::StatusOr<std::optional<ApiKeyRecord>> FindApiKeyByHash(
+      const std::string& key_hash) override {
+    ASSIGN_OR_RETURN(pg::Result r,
+                     tx_.Exec(absl::StrCat("SELECT ", kApiKeyColumns,
+                                           " FROM identity.api_keys WHERE "
+                                           "key_hash = $1"),
+                              {key_hash}));
+    if (r.rows() == 0) return std::optional<ApiKeyRecord>();
+    return std::optional<ApiKeyRecord>(ReadApiKey(r, 0));
+  }
+
+  absl::StatusOr<std::optional<ApiKeyRecord>> GetApiKey(
+      const std::string& id) override {
+    ASSIGN_OR_RETURN(pg::Result r,
+                     tx_.Exec(absl::StrCat("SELECT ", kApiKeyColumns,
+                                           " FROM identity.api_keys WHERE "
+                                           "id = $1"),
+                              {id}));
+    if (r.rows() == 0) return std::optional<ApiKeyRecord>();
+    return std::optional<ApiKeyRecord>(ReadApiKey(r, 0));
+  }
+
+  absl::StatusOr<std::vector<ApiKeyRecord>> ListApiKeys(
+      const std::string& workspace_id, const ListOptions& o) override {
+    Params params = {workspace_id, pg::Int(o.limit + 1)};
+    std::string where = "workspace_id = $1";
+    if (o.after.has_value()) {
+      params.push_back(o.after->key);
+      params.push_back(o.after->id);
+      where += " AND (create_time, id) < ($3::timestamptz, $4::uuid)";
+    }
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx_.Exec(absl::StrCat("SELECT ", kApiKeyColumns,
+                              " FROM identity.api_keys WHERE ", where,
+                              " ORDER BY create_time DESC, id DESC LIMIT $2"),
+                 params));
+    std::vector<ApiKeyRecord> out;
+    for (int i = 0; i < r.rows(); ++i) out.push_back(ReadApiKey(r, i));
+    return out;
+  }
+
+  absl::Status DeleteApiKey(const std::string& id) override {
+    return tx_.Exec("DELETE FROM identity.api_keys WHERE id = $1", {id})
+        .status();
+  }
+
+  absl::Status InsertInvitation(const InvitationRecord& v) override {
+    return tx_
+        .Exec("INSERT INTO identity.invitations (id, workspace_id, user_id, "
+              "inviter_id, token_hash, token_generation, state, expire_time, "
+              "create_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+              {v.id, v.workspace_id, v.user_id, pg::NullIfEmpty(v.inviter_id),
+               v.token_hash, pg::Int(v.token_generation),
+               InvitationStateName(v.state), pg::Time(v.expire_time),
+               pg::Time(v.create_time)})
+        .status();
+  }
+
+  absl::StatusOr<InvitationRecord> GetInvitation(const std::string& id,
+                                                 bool for_update) override {
+    ASSIGN_OR_RETURN(pg::Result r,
+                     tx_.Exec(absl::StrCat("SELECT ", kInvitationColumns,
+                                           " FROM identity.invitations WHERE "
+                                           "id = $1",
+                                           for_update ? " FOR UPDATE" : ""),
+                              {id}));
+    if (r.rows() == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("invitation ", id, " does not exist"));
+    }
+    return ReadInvitation(r, 0);
+  }
+
+  absl::StatusOr<std::optional<InvitationRecord>> FindInvitationByToken(
+      const std::string& token_hash) override {
+    ASSIGN_OR_RETURN(pg::Result r,
+                     tx_.Exec(absl::StrCat("SELECT ", kInvitationColumns,
+                                           " FROM identity.invitations WHERE "
+                                           "token_hash = $1"),
+                              {token_hash}));
+    if (r.rows() == 0) return std::optional<InvitationRecord>();
+    return std::optional<InvitationRecord>(ReadInvitation(r, 0));
+  }
+
+  absl::Status UpdateInvitation(const InvitationRecord& v) override {
+    return tx_
+        .Exec("UPDATE identity.invitations SET token_hash = $2, "
+              "token_generation = $3, state = $4, expire_time = $5 WHERE "
+              "id = $1",
+              {v.id, v.token_hash, pg::Int(v.token_generation),
+               InvitationStateName(v.state), pg::Time(v.expire_time)})
+        .status();
+  }
+
+  absl::StatusOr<std::optional<InvitationRecord>> ConsumeInvitation(
+      const std::string& token_hash, absl::Time now) override {
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx_.Exec(absl::StrCat("UPDATE identity.invitations SET state = "
+                              "'ACCEPTED', accept_time = $2 WHERE token_hash = "
+                              "$1 AND state = 'PENDING' AND expire_time > $2 "
+                              "RETURNING ",
+                              kInvitationColumns),
+                 {token_hash, pg::Time(now)}));
+    if (r.rows() == 0) return std::optional<InvitationRecord>();
+    return std::optional<InvitationRecord>(ReadInvitation(r, 0));
+  }
+
+  absl::StatusOr<InvitationPage> ListInvitations(
+      const std::string& workspace_id, InvitationState state,
+      const std::string& inviter_id, const ListOptions& o,
+      absl::Time now) override {
+    Params params = {workspace_id};
+    std::string where = "workspace_id = $1";
+    switch (state) {
+      case v1::Invitation::PENDING:
+        params.push_back(pg::Time(now));
+        where += " AND state = 'PENDING' AND expire_time > $2";
+        break;
+      case v1::Invitation::EXPIRED:
+        params.push_back(pg::Time(now));
+        where +=
+            " AND (state = 'EXPIRED' OR (state = 'PENDING' AND expire_time <= "
+            "$2))";
+        break;
+      case v1::Invitation::ACCEPTED:
+        where += " AND state = 'ACCEPTED'";
+        break;
+      case v1::Invitation::REVOKED:
+        where += " AND state = 'REVOKED'";
+        break;
+      default:
+        break;
+    }
+    if (!inviter_id.empty()) {
+      params.push_back(inviter_id);
+      absl::StrAppend(&where, " AND inviter_id = $", params.size());
+    }
+    InvitationPage page;
+    ASSIGN_OR_RETURN(pg::Result c,
+                     tx_.Exec(absl::StrCat("SELECT count(*) FROM "
+                                           "identity.invitations WHERE ",
+                                           where),
+                              params));
+    page.total = static_cast<int>(c.GetInt(0, 0));
+    if (o.after.has_value()) {
+      params.push_back(o.after->key);
+      params.push_back(o.after->id);
+      absl::StrAppend(&where, " AND (create_time, id) < ($", params.size() - 1,
+                      "::timestamptz, $", params.size(), "::uuid)");
+    }
+    params.push_back(pg::Int(o.limit + 1));
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx_.Exec(absl::StrCat("SELECT ", kInvitationColumns,
+                              ", create_time FROM identity.invitations WHERE ",
+                              where,
+                              " ORDER BY create_time DESC, id DESC LIMIT $",
+                              params.size()),
+                 params));
+    const int n = std::min(r.rows(), o.limit);
+    for (int i = 0; i < n; ++i) page.invitations.push_back(ReadInvitation(r, i));
+    if (r.rows() > o.limit && n > 0) {
+      page.next = PageCursor{r.Get(n - 1, 9), r.Get(n - 1, 0)};
+    }
+    return page;
+  }
+
+  absl::Status RevokePendingInvitations(const std::string& user_id) override {
+    return tx_
+        .Exec("UPDATE identity.invitations SET state = 'REVOKED' WHERE "
+              "user_id = $1 AND state = 'PENDING'",
+              {user_id})
+        .status();
+  }
+
+  absl::Status InsertAccessRequest(const AccessRequestRecord& a) override {
+    return tx_
+        .Exec("INSERT INTO identity.access_requests (id, workspace_id, "
+              "user_id, email, first_name, last_name, message, state, "
+              "create_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+              {a.id, a.workspace_id, a.user_id, a.email, a.first_name,
+               a.last_name, a.message, AccessRequestStateName(a.state),
+               pg::Time(a.create_time)})
+        .status();
+  }
+
+  absl::StatusOr<AccessRequestRecord> GetAccessRequest(
+      const std::string& id, bool for_update) override {
+    ASSIGN_OR_RETURN(pg::Result r,
+                     tx_.Exec(absl::StrCat("SELECT ", kAccessRequestColumns,
+                                           " FROM identity.access_requests "
+                                           "WHERE id = $1",
+                                           for_update ? " FOR UPDATE" : ""),
+                              {id}));
+    if (r.rows() == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("access request ", id, " does not exist"));
+    }
+    return ReadAccessRequest(r, 0);
+  }
+
+  absl::StatusOr<std::optional<AccessRequestRecord>> FindPendingAccessRequest(
+      const std::string& user_id) override {
+    ASSIGN_OR_RETURN(pg::Result r,
+                     tx_.Exec(absl::StrCat("SELECT ", kAccessRequestColumns,
+                                           " FROM identity.access_requests "
+                                           "WHERE user_id = $1 AND state = "
+                                           "'PENDING'"),
+                              {user_id}));
+    if (r.rows() == 0) return std::optional<AccessRequestRecord>();
+    return std::optional<AccessRequestRecord>(ReadAccessRequest(r, 0));
+  }
+
+  absl::Status SetAccessRequestState(const std::string& id,
+                                     AccessRequestState state,
+                                     absl::Time now) override {
+    return tx_
+        .Exec("UPDATE identity.access_requests SET state = $2, decide_time = "
+              "$3 WHERE id = $1",
+              {id, AccessRequestStateName(state), pg::Time(now)})
+        .status();
+  }
+
+  absl::StatusOr<std::vector<AccessRequestRecord>> ListAccessRequests(
+      const std::string& workspace_id, AccessRequestState state,
+      const ListOptions& o) override {
+    Params params = {workspace_id, pg::Int(o.limit + 1)};
+    std::string where = "workspace_id = $1";
+    if (state != v1::AccessRequest::STATE_UNSPECIFIED) {
+      params.push_back(AccessRequestStateName(state));
+      absl::StrAppend(&where, " AND state = $", params.size());
+    }
+    if (o.after.has_value()) {
+      params.push_back(o.after->key);
+      params.push_back(o.after->id);
+      absl::StrAppend(&where, " AND (create_time, id) < ($", params.size() - 1,
+                      "::timestamptz, $", params.size(), "::uuid)");
+    }
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx_.Exec(absl::StrCat("SELECT ", kAccessRequestColumns,
+                              " FROM identity.access_requests WHERE ", where,
+                              " ORDER BY create_time DESC, id DESC LIMIT $2"),
+                 params));
+    std::vector<AccessRequestRecord> out;
+    for (int i = 0; i < r.rows(); ++i) out.push_back(ReadAccessRequest(r, i));
+    return out;
+  }
+
+  absl::StatusOr<RateCounter> HitRateLimit(const std::string& bucket,
+                                           absl::Duration window,
+                                           absl::Time now) override {
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx_.Exec("INSERT INTO identity.rate_limits AS r (bucket, window_start, "
+                 "hits) VALUES ($1, $2, 1) ON CONFLICT (bucket) DO UPDATE SET "
+                 "hits = CASE WHEN r.window_start + make_interval(secs => $3) "
+                 "<= $2 THEN 1 ELSE r.hits + 1 END, window_start = CASE WHEN "
+                 "r.window_start + make_interval(secs => $3) <= $2 THEN $2 "
+                 "ELSE r.window_start END RETURNING hits, window_start",
+                 {bucket, pg::Time(now),
+                  pg::Int(absl::ToInt64Seconds(window))}));
+    return RateCounter{static_cast<int>(r.GetInt(0, 0)),
+                       pg::ParseTime(r.Get(0, 1))};
+  }
+
+  absl::StatusOr<RateCounter> PeekRateLimit(const std::string& bucket,
+                                            absl::Duration window,
+                                            absl::Time now) override {
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx_.Exec("SELECT hits, window_start FROM identity.rate_limits WHERE "
+                 "bucket = $1 AND window_start + make_interval(secs => $3) > "
+                 "$2",
+                 {bucket, pg::Time(now),
+                  pg::Int(absl::ToInt64Seconds(window))}));
+    if (r.rows() == 0) return RateCounter{0, now};
+    return RateCounter{static_cast<int>(r.GetInt(0, 0)),
+                       pg::ParseTime(r.Get(0, 1))};
+  }
+
+  absl::Status ResetRateLimit(const std::string& bucket) override {
+    return tx_
+        .Exec("DELETE FROM identity.rate_limits WHERE bucket = $1", {bucket})
+        .status();
+  }
+
+  absl::StatusOr<std::optional<std::string>> LookupIdempotent(
+      const std::string& scope, const std::string& key,
+      const std::string& request_hash) override {
+    return idempotency_->Lookup(tx_, scope, key, request_hash);
+  }
+
+  absl::Status SaveIdempotent(const std::string& scope, const std::string& key,
+                              const std::string& request_hash,
+                              const std::string& response) override {
+    return idempotency_->Save(tx_, scope, key, request_hash, response);
+  }
+
+  absl::Status Enqueue(const OutboxMessage& m) override {
+    return EnqueueOutbox(tx_, "identity", m.topic, m.payload);
+  }
+
+  absl::StatusOr<std::vector<UserRecord>> ExpireUsers(absl::Time now,
+                                                      int limit) override {
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx_.Exec(absl::StrCat(
+                     "UPDATE identity.users SET status = 'EXPIRED', version = "
+                     "version + 1, update_time = $1 WHERE id IN (SELECT id "
+                     "FROM identity.users WHERE access_expire_time IS NOT "
+                     "NULL AND status IN ('ACTIVE', 'INVITED') AND "
+                     "access_expire_time <= $1 LIMIT $2 FOR UPDATE SKIP "
+                     "LOCKED) RETURNING ",
+                     kUserColumns),
+                 {pg::Time(now), pg::Int(limit)}));
+    return ReadUsers(r);
+  }
+
+  absl::StatusOr<std::vector<UserRecord>> TakeDueReminders(
+      absl::Time now, absl::Duration horizon, int limit) override {
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx_.Exec(absl::StrCat(
+                     "UPDATE identity.users SET expiry_reminder_sent = true "
+                     "WHERE id IN (SELECT id FROM identity.users WHERE "
+                     "access_expire_time IS NOT NULL AND status = 'ACTIVE' "
+                     "AND kind = 'GUEST' AND NOT expiry_reminder_sent AND "
+                     "access_expire_time > $1 AND access_expire_time <= $2 "
+                     "AND email <> '' LIMIT $3 FOR UPDATE SKIP LOCKED) "
+                     "RETURNING ",
+                     kUserColumns),
+                 {pg::Time(now), pg::Time(now + horizon), pg::Int(limit)}));
+    return ReadUsers(r);
+  }
+
+  absl::StatusOr<int64_t> DeleteStale(absl::Time now,
+                                      absl::Duration max_window) override {
+    ASSIGN_OR_RETURN(pg::Result a,
+                     tx_.Exec("DELETE FROM identity.sessions WHERE "
+                              "expire_time < $1",
+                              {pg::Time(now)}));
+    ASSIGN_OR_RETURN(pg::Result b,
+                     tx_.Exec("DELETE FROM identity.rate_limits WHERE "
+                              "window_start < $1",
+                              {pg::Time(now - max_window)}));
+    return a.AffectedRows() + b.AffectedRows();
+  }
+
+ private:
+  pg::Transaction& tx_;
+  IdempotencyStore* idempotency_;
+};
+
+}  // namespace
+
+absl::Status PgRepository::Transact(
+    const std::function<absl::Status(IdentityTx&)>& fn) {
+  ASSIGN_OR_RETURN(pg::PooledConnection conn, pool_->Acquire());
+  pg::Transaction tx(conn);
+  RETURN_IF_ERROR(tx.status());
+  PgTx ptx(tx, idempotency_);
+  RETURN_IF_ERROR(fn(ptx));
+  return tx.Commit();
+}
+
+}  // namespace guestlist::identity

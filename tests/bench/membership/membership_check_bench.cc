@@ -1,0 +1,259 @@
+// Check benchmark: 100,000 users, 10,000 groups, 1,000,000 memberships in a
+// throwaway PostgreSQL; Zipf-skewed (user, group) lookups through the real
+// gRPC server; Check throughput and latency vs an empty RPC (a BatchCheck
+// with no checks: same server, same auth and request scope, no database)
+// measured in the same run.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "common/auth.h"
+#include "common/clock.h"
+#include "common/migrations.h"
+#include "common/outbox.h"
+#include "services/membership/api/service.h"
+#include "services/membership/migrations.h"
+#include "tests/testing/postgres.h"
+
+ABSL_FLAG(int, users, 100000, "users");
+ABSL_FLAG(int, groups, 10000, "groups");
+ABSL_FLAG(int, members_per_group, 100, "memberships per group");
+ABSL_FLAG(int, threads, 16, "client threads");
+ABSL_FLAG(int, seconds, 5, "seconds per measurement");
+ABSL_FLAG(double, zipf_s, 1.0, "Zipf exponent");
+ABSL_FLAG(bool, cache, true, "serve Check through the CheckCache");
+ABSL_FLAG(int, warmup_seconds, 3, "Check warm-up before measuring");
+
+namespace guestlist::membership {
+namespace {
+
+constexpr char kSecret[] = "bench-internal";
+
+class InternalOnly final : public Authenticator {
+ public:
+  absl::StatusOr<Principal> Authenticate(
+      const grpc::ServerContext& ctx) override {
+    if (HasInternalCredential(ctx, kSecret)) return InternalPrincipal();
+    return absl::UnauthenticatedError("internal only");
+  }
+};
+
+// Deterministic UUIDs the SQL generator produces too.
+std::string UserId(int i) {
+  return absl::StrFormat("00000000-0000-4000-8000-%012d", i);
+}
+std::string GroupId(int i) {
+  return absl::StrFormat("00000000-0000-4000-9000-%012d", i);
+}
+
+// Zipf sampler over [1, n] by inverse CDF on a precomputed table.
+class Zipf {
+ public:
+  Zipf(int n, double s) : cdf_(n) {
+    double sum = 0;
+    for (int i = 0; i < n; ++i) sum += 1.0 / std::pow(i + 1, s);
+    double acc = 0;
+    for (int i = 0; i < n; ++i) {
+      acc += 1.0 / std::pow(i + 1, s) / sum;
+      cdf_[i] = acc;
+    }
+  }
+  int operator()(std::mt19937_64& rng) const {
+    double u = std::uniform_real_distribution<double>(0, 1)(rng);
+    return static_cast<int>(std::lower_bound(cdf_.begin(), cdf_.end(), u) -
+                            cdf_.begin()) + 1;
+  }
+
+ private:
+  std::vector<double> cdf_;
+};
+
+struct Result {
+  double qps;
+  double p50_us, p99_us;
+  int64_t calls, errors, allowed;
+};
+
+template <typename Fn>
+Result Measure(int threads, absl::Duration duration, Fn call) {
+  std::atomic<bool> stop{false};
+  std::vector<std::vector<int64_t>> lat(threads);
+  std::vector<int64_t> errors(threads), allowed(threads);
+  std::vector<std::thread> ts;
+  const absl::Time start = absl::Now();
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      std::mt19937_64 rng(t * 7919 + 1);
+      lat[t].reserve(1 << 20);
+      while (!stop.load(std::memory_order_relaxed)) {
+        const absl::Time a = absl::Now();
+        int r = call(t, rng);
+        lat[t].push_back(absl::ToInt64Microseconds(absl::Now() - a));
+        if (r < 0) ++errors[t];
+        if (r > 0) ++allowed[t];
+      }
+    });
+  }
+  absl::SleepFor(duration);
+  stop = true;
+  for (auto& t : ts) t.join();
+  const double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  std::vector<int64_t> all;
+  Result r{};
+  for (int t = 0; t < threads; ++t) {
+    all.insert(all.end(), lat[t].begin(), lat[t].end());
+    r.errors += errors[t];
+    r.allowed += allowed[t];
+  }
+  std::sort(all.begin(), all.end());
+  r.calls = static_cast<int64_t>(all.size());
+  r.qps = r.calls / secs;
+  r.p50_us = all.empty() ? 0 : all[all.size() / 2];
+  r.p99_us = all.empty() ? 0 : all[all.size() * 99 / 100];
+  return r;
+}
+
+int Main() {
+  const int users = absl::GetFlag(FLAGS_users);
+  const int groups = absl::GetFlag(FLAGS_groups);
+  const int per_group = absl::GetFlag(FLAGS_members_per_group);
+  const int threads = absl::GetFlag(FLAGS_threads);
+  guestlist::testing::TestPostgres db;
+  pg::Pool pool({.conninfo = db.ConnInfo(),
+                 .max_size = 32,
+                 .statement_timeout = absl::ZeroDuration()});
+  std::vector<Migration> m = Migrations();
+  m.push_back(CommonTablesMigration("membership"));
+  absl::Status s = RunMigrations(pool, "membership", m);
+  if (!s.ok()) {
+    fprintf(stderr, "migrate: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  const std::string ws = "00000000-0000-4000-a000-000000000001";
+  const absl::Time load_start = absl::Now();
+  auto exec = [&](const std::string& sql) {
+    auto r = pool.Exec(sql);
+    if (!r.ok()) {
+      fprintf(stderr, "load: %s\n", r.status().ToString().c_str());
+      exit(1);
+    }
+  };
+  exec(absl::StrCat("INSERT INTO membership.workspaces VALUES ('", ws,
+                    "', 1000000, true, 1, now())"));
+  // 1% admins, 59% members, 40% guests; 1% suspended.
+  exec(absl::StrCat(
+      "INSERT INTO membership.users (id, workspace_id, username, email, kind,"
+      " status, version) SELECT ('00000000-0000-4000-8000-' || "
+      "lpad(i::text, 12, '0'))::uuid, '", ws, "', 'user' || i, 'user' || i || "
+      "'@bench.test', CASE WHEN i % 100 = 0 THEN 1 WHEN i % 10 < 6 THEN 2 "
+      "ELSE 3 END, CASE WHEN i % 100 = 7 THEN 4 ELSE 3 END, 1 FROM "
+      "generate_series(1, ", users, ") i"));
+  exec(absl::StrCat(
+      "INSERT INTO membership.groups (id, workspace_id, name, visibility) "
+      "SELECT ('00000000-0000-4000-9000-' || lpad(i::text, 12, '0'))::uuid, '",
+      ws, "', 'group ' || i, 1 + i % 3 FROM generate_series(1, ", groups,
+      ") i"));
+  exec(absl::StrCat(
+      "INSERT INTO membership.group_members (group_id, user_id, role) SELECT "
+      "('00000000-0000-4000-9000-' || lpad(g::text, 12, '0'))::uuid, "
+      "('00000000-0000-4000-8000-' || lpad((1 + (g::bigint * 7919 + k::bigint "
+      "* 104729) % ",
+      users, ")::text, 12, '0'))::uuid, CASE WHEN k = 1 THEN 2 ELSE 1 END "
+      "FROM generate_series(1, ", groups, ") g, generate_series(1, ",
+      per_group, ") k ON CONFLICT DO NOTHING"));
+  exec("ANALYZE membership.users");
+  exec("ANALYZE membership.groups");
+  exec("ANALYZE membership.group_members");
+  auto count = pool.Exec("SELECT count(*) FROM membership.group_members");
+  printf("loaded %d users, %d groups, %lld memberships in %.1f s\n", users,
+         groups, static_cast<long long>(count->GetInt(0, 0)),
+         absl::ToDoubleSeconds(absl::Now() - load_start));
+
+  InternalOnly auth;
+  SystemClock clock;
+  CheckCache cache(&pool, {});
+  MembershipServiceImpl service(&auth, &pool, &clock,
+                                absl::GetFlag(FLAGS_cache) ? &cache : nullptr);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  grpc::ResourceQuota quota("membership");
+  quota.SetMaxThreads(64);  // as ServiceRunner
+  builder.SetResourceQuota(quota);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  // A few channels so client threads do not serialize on one connection.
+  std::vector<std::unique_ptr<v1::MembershipService::Stub>> stubs;
+  for (int i = 0; i < 4; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt("bench_channel", i);  // distinct subchannels
+    stubs.push_back(v1::MembershipService::NewStub(grpc::CreateCustomChannel(
+        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials(),
+        args)));
+  }
+  Zipf zu(users, absl::GetFlag(FLAGS_zipf_s));
+  Zipf zg(groups, absl::GetFlag(FLAGS_zipf_s));
+  static const char* kPerms[] = {"group.view", "group.publish", "group.drive",
+                                 "group.invite_guest"};
+  auto check = [&](int t, std::mt19937_64& rng) {
+    v1::CheckRequest req;
+    req.set_user_id(UserId(zu(rng)));
+    req.set_permission(kPerms[rng() % 4]);
+    req.set_resource(absl::StrCat("groups/", GroupId(zg(rng))));
+    v1::CheckResponse resp;
+    grpc::ClientContext ctx;
+    ctx.AddMetadata(kInternalTokenKey, kSecret);
+    grpc::Status st = stubs[t % stubs.size()]->Check(&ctx, req, &resp);
+    if (!st.ok()) return -1;
+    return resp.allowed() ? 1 : 0;
+  };
+  auto empty = [&](int t, std::mt19937_64&) {
+    v1::BatchCheckRequest req;
+    v1::BatchCheckResponse resp;
+    grpc::ClientContext ctx;
+    ctx.AddMetadata(kInternalTokenKey, kSecret);
+    return stubs[t % stubs.size()]->BatchCheck(&ctx, req, &resp).ok() ? 0 : -1;
+  };
+  const absl::Duration d = absl::Seconds(absl::GetFlag(FLAGS_seconds));
+  Measure(threads, absl::Seconds(absl::GetFlag(FLAGS_warmup_seconds)),
+          check);  // steady state: warm caches
+  Result e = Measure(threads, d, empty);
+  const int64_t hits0 = cache.hits(), misses0 = cache.misses();
+  Result c = Measure(threads, d, check);
+  const int64_t hits = cache.hits() - hits0, misses = cache.misses() - misses0;
+  printf("threads=%d duration=%ds zipf_s=%.2f cache=%d\n", threads,
+         absl::GetFlag(FLAGS_seconds), absl::GetFlag(FLAGS_zipf_s),
+         absl::GetFlag(FLAGS_cache) ? 1 : 0);
+  printf("empty RPC: %.0f/s p50 %.0f us p99 %.0f us (errors %lld)\n", e.qps,
+         e.p50_us, e.p99_us, static_cast<long long>(e.errors));
+  printf("Check:     %.0f/s p50 %.0f us p99 %.0f us (errors %lld, allowed "
+         "%.1f%%)\n",
+         c.qps, c.p50_us, c.p99_us, static_cast<long long>(c.errors),
+         100.0 * c.allowed / std::max<int64_t>(1, c.calls));
+  printf("Check / empty throughput: %.0f%%\n", 100.0 * c.qps / e.qps);
+  printf("cache lookups during Check run: %lld hits, %lld misses (%.1f%% hits)\n",
+         static_cast<long long>(hits), static_cast<long long>(misses),
+         100.0 * hits / std::max<int64_t>(1, hits + misses));
+  server->Shutdown();
+  return 0;
+}
+
+}  // namespace
+}  // namespace guestlist::membership
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return guestlist::membership::Main();
+}
