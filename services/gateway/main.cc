@@ -41,6 +41,9 @@ ABSL_FLAG(int, max_header_bytes, 16 << 10, "limit of a request's headers");
 ABSL_FLAG(bool, trust_forwarded_for, false,
           "pass on the client's X-Forwarded-For (only behind a trusted "
           "proxy); otherwise the services see the peer address only");
+ABSL_FLAG(bool, access_log, true,
+          "log one JSON line per request (method, route, status, duration, "
+          "request id; never query strings holding tokens)");
 ABSL_FLAG(int, io_threads, 0, "HTTP I/O threads; 0 = one per core (min 2)");
 
 namespace guestlist::gateway {
@@ -109,6 +112,7 @@ int Main(int argc, char** argv) {
   options.upstream_timeout = absl::GetFlag(FLAGS_upstream_timeout);
   options.upload_timeout = absl::GetFlag(FLAGS_upload_timeout);
   options.trust_forwarded_for = absl::GetFlag(FLAGS_trust_forwarded_for);
+  options.access_log = absl::GetFlag(FLAGS_access_log);
   const size_t route_count = routes->routes().size();
   Gateway gateway(*std::move(routes), std::move(upstreams), options);
 

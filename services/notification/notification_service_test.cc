@@ -356,6 +356,24 @@ TEST_F(NotificationServiceTest, SendEmailIsDeliveredOverSmtp) {
               HasSubstr("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
 }
 
+TEST_F(NotificationServiceTest, LinesStartingWithDotsSurviveSmtp) {
+  // 7bit bodies rely on SMTP dot-stuffing; a lone "." must not end DATA.
+  pb::SendEmailRequest r;
+  r.set_workspace_id(kWorkspace);
+  r.set_template_("access_request");
+  r.set_to("admin@example.com");
+  (*r.mutable_variables())["requester_email"] = "r@x.io";
+  (*r.mutable_variables())["workspace_name"] = "Acme";
+  (*r.mutable_variables())["review_url"] = "https://gl.test/review";
+  (*r.mutable_variables())["message"] = ".hidden\n.\nend of message";
+  pb::Message m = Send(r);
+  ASSERT_EQ(WaitForState(m.id(), pb::Message::SENT).state(), pb::Message::SENT);
+  ASSERT_TRUE(sink_.WaitForCount(1, absl::Seconds(5)));
+  const std::string data = sink_.messages()[0].data;
+  EXPECT_THAT(data, HasSubstr("\r\n.hidden\r\n.\r\nend of message\r\n"));
+  EXPECT_THAT(data, HasSubstr("Review the request: https://gl.test/review"));
+}
+
 TEST_F(NotificationServiceTest, ConnectionIsReused) {
   for (int i = 0; i < 20; ++i)
     Send(Expiry(absl::StrCat("u", i, "@example.com")));

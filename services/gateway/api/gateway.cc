@@ -553,7 +553,7 @@ Dispatch Gateway::OnRequest(const HttpRequestHead& head, Reply reply) {
     metrics_.Record(*route_label, method, response.status, took);
     const bool probe = *route_label == "/healthz" || *route_label == "/readyz" ||
                        *route_label == "/metrics";
-    if (!probe || response.status >= 400) {
+    if (options_.access_log && (!probe || response.status >= 400)) {
       LogFields fields = {{"method", method},
                           {"path", path},
                           {"route", *route_label},
@@ -572,27 +572,22 @@ Dispatch Gateway::OnRequest(const HttpRequestHead& head, Reply reply) {
     }
     reply(std::move(response));
   };
-  Dispatch dispatch;
-  auto answer = [&](HttpResponse response) {
-    finish(std::move(response));
-    // The reply was sent through `finish`; nothing else to do.
-    return Dispatch{};
-  };
-  // A Dispatch with neither response nor handler would hang the request;
-  // `answer` replies through `finish`, and the empty handler below only
-  // swallows the body.
-  class Drain final : public RequestHandler {
+  // Answers produced here go out through `finish` like any other; the
+  // request's body, if any, is read (up to 64 KiB) and dropped so the
+  // connection can be kept.
+  class Discard final : public RequestHandler {
    public:
     void OnEnd(std::string) override {}
     void OnBodyError(BodyError) override {}
   };
-  auto replied = [&](HttpResponse response) {
-    answer(std::move(response));
+  auto replied = [&finish](HttpResponse response) {
+    finish(std::move(response));
     Dispatch d;
-    d.handler = std::make_shared<Drain>();
+    d.handler = std::make_shared<Discard>();
     d.body_limit = 64 << 10;
     return d;
   };
+  Dispatch dispatch;
 
   if (head.method == "OPTIONS") {
     *route_label = "OPTIONS";
@@ -606,7 +601,7 @@ Dispatch Gateway::OnRequest(const HttpRequestHead& head, Reply reply) {
     *route_label = "/readyz";
     Ready(finish);
     Dispatch d;
-    d.handler = std::make_shared<Drain>();
+    d.handler = std::make_shared<Discard>();
     d.body_limit = 64 << 10;
     return d;
   }

@@ -30,6 +30,8 @@ struct GatewayOptions {
   // X-Forwarded-For with the peer address appended. Otherwise only the
   // peer address is sent, so clients cannot forge it.
   bool trust_forwarded_for = false;
+  // One JSON line per request on stderr (off when an ingress logs them).
+  bool access_log = true;
   // Deadline of each peer's health check in /readyz.
   absl::Duration ready_timeout = absl::Seconds(1);
 };

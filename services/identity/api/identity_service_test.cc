@@ -723,6 +723,19 @@ TEST_F(IdentityTest, RequestAccessReusesTheRequestAndEmailsAdminsWithDedupeKey) 
                                             &approved).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
 
+  // A known user's email gets the same kind of answer, revealing nothing.
+  v1::RequestAccessRequest known;
+  known.set_workspace_id(ws.workspace.id());
+  known.set_email(ws.admin_email);
+  known.set_first_name("Who");
+  v1::AccessRequest k1, k2;
+  ASSERT_TRUE(env->stub->RequestAccess(Ctx("").get(), known, &k1).ok());
+  ASSERT_TRUE(env->stub->RequestAccess(Ctx("").get(), known, &k2).ok());
+  EXPECT_EQ(k1.id(), k2.id());
+  EXPECT_NE(k1.user().id(), ws.admin_id);
+  EXPECT_EQ(k1.user().status(), v1::REQUESTED);
+  EXPECT_EQ(k1.user().kind(), v1::GUEST);
+
   Ws closed = NewWorkspace("ws-ra-closed");
   req.set_workspace_id(closed.workspace.id());
   req.set_email("other@outside.example.com");

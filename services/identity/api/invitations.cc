@@ -42,6 +42,13 @@ absl::Status ValidateGrants(
   return absl::OkStatus();
 }
 
+// A UUID-shaped id derived from `seed` under `secret` (stable, unguessable).
+std::string DerivedUuid(const std::string& secret, const std::string& seed) {
+  const std::string h = HmacSha256Hex(secret, seed);
+  return absl::StrCat(h.substr(0, 8), "-", h.substr(8, 4), "-4", h.substr(13, 3),
+                      "-8", h.substr(17, 3), "-", h.substr(20, 12));
+}
+
 std::string UtcDate(absl::Time t) {
   return absl::FormatTime("%Y-%m-%d", t, absl::UTCTimeZone());
 }
@@ -652,9 +659,21 @@ grpc::Status IdentityServiceImpl::RequestAccess(
               ar.state = v1::AccessRequest::PENDING;
               ar.create_time = now;
               if (existing.has_value() && existing->status != v1::REQUESTED) {
-                // Known user: answer the same way without revealing it.
-                user = *existing;
-                ar.id = NewUuid(*deps_.random);
+                // Known user: answer like a fresh request, with stable ids
+                // derived from the email, and reveal nothing of the user.
+                const std::string seed =
+                    absl::StrCat(ws.id, ":", email_lc);
+                user = UserRecord{};
+                user.id = DerivedUuid(options_.internal_token, "user:" + seed);
+                user.workspace_id = ws.id;
+                user.username = email_lc;
+                user.email = req->email();
+                user.first_name = req->first_name();
+                user.last_name = req->last_name();
+                user.kind = v1::GUEST;
+                user.status = v1::REQUESTED;
+                user.create_time = user.update_time = now;
+                ar.id = DerivedUuid(options_.internal_token, "ar:" + seed);
                 ar.user_id = user.id;
                 return absl::OkStatus();
               }
@@ -729,9 +748,13 @@ grpc::Status IdentityServiceImpl::RequestAccess(
           }
           RETURN_IF_ERROR(s);
           if (emails) Kick();
+          // The requester sees only what it sent, never the user's state.
           *resp = ToProto(ar, user);
-          // The requester sees only its own request, not the user's state.
-          resp->mutable_user()->set_status(v1::REQUESTED);
+          v1::User* shown = resp->mutable_user();
+          shown->set_status(v1::REQUESTED);
+          shown->set_kind(v1::GUEST);
+          shown->clear_metadata();
+          shown->clear_access_expire_time();
           return absl::OkStatus();
         });
   }());

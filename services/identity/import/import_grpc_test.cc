@@ -5,6 +5,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -83,7 +85,13 @@ class FakeMembershipServer final : public mv1::MembershipService::Service {
     for (const std::string& id : req->user_ids()) {
       mv1::UserAccess* ua = resp->add_users();
       ua->set_user_id(id);
-      for (const auto& g : groups_[id]) ua->add_groups()->set_group_id(g);
+      for (const auto& g : groups_[id]) {
+        auto* ref = ua->add_groups();
+        ref->set_group_id(g);
+        ref->set_group_name(g == "g-partners"   ? "Partners"
+                            : g == "g-agencies" ? "Agencies"
+                                                : "Freelancers");
+      }
       for (const auto& [app, p] : apps_[id]) {
         auto* grant = ua->add_app_privileges();
         grant->set_app_id(app);
@@ -126,8 +134,7 @@ class FakeMembershipServer final : public mv1::MembershipService::Service {
   std::map<std::string, std::map<std::string, Privilege>> apps_;
 };
 
-class FakeNotificationServer final
-    : public nv1::NotificationService::Service {
+class FakeNotificationServer final : public nv1::NotificationService::Service {
  public:
   grpc::Status BatchSendEmail(grpc::ServerContext* ctx,
                               const nv1::BatchSendEmailRequest* req,
@@ -214,8 +221,8 @@ class ImportGrpcTest : public ::testing::Test {
         absl::Seconds(10));
     store_ = std::make_unique<ImportStore>(pool_.get());
     service_ = std::make_unique<ImportService>(
-        ImportConfig(), ImportDeps{store_.get(), membership_.get(),
-                                   mail_.get(), &clock_, &random_});
+        ImportConfig(), ImportDeps{store_.get(), membership_.get(), mail_.get(),
+                                   &clock_, &random_});
     handlers_ = std::make_unique<ImportHandlers>(service_.get());
     handlers_->SetAuthenticator(
         kInternal, [](const std::string& token) -> absl::StatusOr<Principal> {
@@ -360,7 +367,8 @@ TEST_F(ImportGrpcTest, TemplateOverTheWire) {
   v1::GetImportTemplateRequest req;
   req.set_workspace_id(kWs);
   google::api::HttpBody body;
-  ASSERT_TRUE(stub_->GetImportTemplate(Ctx(kAdminToken).get(), req, &body).ok());
+  ASSERT_TRUE(
+      stub_->GetImportTemplate(Ctx(kAdminToken).get(), req, &body).ok());
   EXPECT_EQ(body.data(),
             "username,first_name,last_name,role,user-group-1,user-group-2,"
             "user-group-3,sales-dashboard,churn-report,delete,metadata\r\n");

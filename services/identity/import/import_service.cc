@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
@@ -164,7 +166,14 @@ struct ImportService::Job {
 };
 
 ImportService::ImportService(ImportConfig config, ImportDeps deps)
-    : config_(std::move(config)), deps_(deps) {}
+    : config_(std::move(config)), deps_(deps) {
+  // Jobs of a replica that died mid-import stay RUNNING forever otherwise.
+  if (deps_.store != nullptr && deps_.clock != nullptr) {
+    absl::Status s =
+        deps_.store->FailStaleJobs(config_.stale_job_age, deps_.clock->Now());
+    if (!s.ok()) LogWarning(absl::StrCat("imports: ", s.ToString()));
+  }
+}
 
 ImportService::~ImportService() {
   absl::MutexLock lock(&mu_);
@@ -702,18 +711,24 @@ absl::Status ImportService::Execute(Job& job) {
     if (inviter.empty()) inviter = job.workspace.display_name;
     std::string base = config_.public_url;
     while (!base.empty() && base.back() == '/') base.pop_back();
-    const std::string expire =
-        absl::FormatTime("%Y-%m-%d %H:%M UTC", writes.invitation_expire_time,
-                         absl::UTCTimeZone());
+    // Same format and keys as InviteUser's emails (api/invitations.cc).
+    const std::string expire = absl::FormatTime(
+        absl::RFC3339_sec, writes.invitation_expire_time, absl::UTCTimeZone());
     nv1::BatchSendEmailRequest batch;
     auto flush = [&]() {
       if (batch.messages_size() == 0) return;
-      absl::StatusOr<nv1::BatchSendEmailResponse> sent =
-          deps_.mail->BatchSendEmail(batch);
+      // Each message carries an idempotency key, so a retry after a lost
+      // answer does not send twice.
+      absl::Status sent;
+      for (int attempt = 0; attempt < 3; ++attempt) {
+        if (attempt > 0) absl::SleepFor(absl::Milliseconds(200 * attempt));
+        sent = deps_.mail->BatchSendEmail(batch).status();
+        if (sent.ok()) break;
+      }
       if (!sent.ok()) {
-        LogWarning(absl::StrCat(
-            "import ", job.id, ": ", batch.messages_size(),
-            " invitation emails not queued: ", sent.status().ToString()));
+        LogWarning(
+            absl::StrCat("import ", job.id, ": ", batch.messages_size(),
+                         " invitation emails not queued: ", sent.ToString()));
       }
       batch.clear_messages();
     };
@@ -725,10 +740,12 @@ absl::Status ImportService::Execute(Job& job) {
       m->set_template_("invitation");
       m->set_category("invitation");
       m->set_to(n.user.email);
-      m->set_to_name(std::string(absl::StripAsciiWhitespace(
-          absl::StrCat(n.user.first_name, " ", n.user.last_name))));
+      std::string to_name(absl::StripAsciiWhitespace(
+          absl::StrCat(n.user.first_name, " ", n.user.last_name)));
+      m->set_to_name(to_name.empty() ? n.user.username : to_name);
       m->set_recipient_user_id(n.user.id);
-      m->set_idempotency_key(absl::StrCat("invitation:", n.invitation_id));
+      m->set_idempotency_key(
+          absl::StrCat("invitation:", n.invitation_id, ":1"));
       auto& vars = *m->mutable_variables();
       vars["workspace_name"] = job.workspace.display_name;
       vars["inviter_name"] = inviter;

@@ -42,6 +42,9 @@ struct ImportConfig {
   int grants_batch = 1000;  // membership's limit per ApplyGrants
   int email_batch = 500;    // notification's limit per BatchSendEmail
   CsvLimits csv;
+  // RUNNING jobs older than this (a replica died) are marked FAILED when
+  // the service starts.
+  absl::Duration stale_job_age = absl::Hours(6);
 };
 
 struct ImportDeps {

@@ -1,5 +1,6 @@
 #include "services/identity/import/store.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -42,6 +43,17 @@ pg::Param Array(const std::vector<T>& items, F field) {
   return pg::TextArray(values);
 }
 
+// Ids are compared as uuid so the primary keys serve the lookups; text
+// that is not a UUID cannot name anything.
+bool LooksLikeUuid(const std::string& s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-' : !absl::ascii_isxdigit(s[i])) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::vector<std::string> ParseTextArray(const std::string& literal) {
@@ -69,11 +81,15 @@ std::vector<std::string> ParseTextArray(const std::string& literal) {
 
 absl::StatusOr<WorkspaceInfo> ImportStore::LoadWorkspace(
     const std::string& workspace_id) {
+  if (!LooksLikeUuid(workspace_id)) {
+    return absl::NotFoundError(
+        absl::StrCat("workspace ", workspace_id, " does not exist"));
+  }
   ASSIGN_OR_RETURN(
       pg::Result r,
       pool_->Exec("SELECT id, display_name, invitation_ttl_seconds, "
                   "allowed_email_domains, blocked_email_domains "
-                  "FROM identity.workspaces WHERE id::text = $1",
+                  "FROM identity.workspaces WHERE id = $1::uuid",
                   {workspace_id}));
   if (r.rows() == 0) {
     return absl::NotFoundError(
@@ -141,11 +157,11 @@ absl::StatusOr<std::vector<ExistingUser>> ImportStore::ListUsers(
 
 absl::StatusOr<std::string> ImportStore::UserDisplayName(
     const std::string& user_id) {
-  if (user_id.empty()) return std::string();
+  if (!LooksLikeUuid(user_id)) return std::string();
   ASSIGN_OR_RETURN(
       pg::Result r,
       pool_->Exec("SELECT btrim(first_name || ' ' || last_name), username "
-                  "FROM identity.users WHERE id::text = $1",
+                  "FROM identity.users WHERE id = $1::uuid",
                   {user_id}));
   if (r.rows() == 0) return std::string();
   return r.Get(0, 0).empty() ? r.Get(0, 1) : r.Get(0, 0);
@@ -315,13 +331,16 @@ absl::Status ImportStore::FinishJob(const ImportJob& job) {
 }
 
 absl::StatusOr<ImportJob> ImportStore::GetJob(const std::string& id) {
+  if (!LooksLikeUuid(id)) {
+    return absl::NotFoundError(absl::StrCat("import ", id, " does not exist"));
+  }
   ASSIGN_OR_RETURN(
       pg::Result r,
       pool_->Exec(
           "SELECT id, workspace_id, idempotency_key, creator, dry_run, mode, "
           "state, rows_total, rows_processed, created, updated, deleted, "
           "unchanged, failed, encode(report, 'hex'), error_csv, create_time "
-          "FROM identity.imports WHERE id::text = $1",
+          "FROM identity.imports WHERE id = $1::uuid",
           {id}));
   if (r.rows() == 0) {
     return absl::NotFoundError(absl::StrCat("import ", id, " does not exist"));

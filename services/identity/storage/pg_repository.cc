@@ -332,18 +332,23 @@ class PgTx final : public IdentityTx {
       params.push_back(StatusName(q.status));
       absl::StrAppend(&where, " AND status = $", params.size());
     }
+    std::string matching_ids;
     if (!q.prefix.empty()) {
       params.push_back(q.prefix);
       const size_t p = params.size();
-      // Range scans on the C-collated keys: the btrees serve them.
-      auto range = [p](const char* col) {
-        return absl::StrCat("(", col, " >= lower($", p, ") COLLATE \"C\" AND ",
-                            col, " < (lower($", p,
-                            ") || chr(1114111)) COLLATE \"C\")");
+      // One range scan per C-collated key (each an index-only scan), united
+      // into the set of matching ids, so only matches are fetched and sorted.
+      auto branch = [p](const char* col) {
+        return absl::StrCat("SELECT id FROM identity.users WHERE workspace_id "
+                            "= $1 AND ", col, " >= lower($", p,
+                            ") COLLATE \"C\" AND ", col, " < (lower($", p,
+                            ") || chr(1114111)) COLLATE \"C\"");
       };
-      absl::StrAppend(&where, " AND (", range("email_lc"), " OR ",
-                      range("username_lc"), " OR ", range("first_lc"), " OR ",
-                      range("last_lc"), " OR ", range("name_lc"), ")");
+      matching_ids =
+          absl::StrCat(branch("email_lc"), " UNION ", branch("username_lc"),
+                       " UNION ", branch("first_lc"), " UNION ",
+                       branch("last_lc"), " UNION ", branch("name_lc"));
+      absl::StrAppend(&where, " AND id IN (", matching_ids, ")");
     }
     UserPage page;
     if (q.count_total && q.prefix.empty()) {
@@ -364,6 +369,14 @@ class PgTx final : public IdentityTx {
                                 "identity.user_counts WHERE ",
                                 count_where),
                    count_params));
+      page.total = static_cast<int>(c.GetInt(0, 0));
+    } else if (q.count_total && q.kind == v1::USER_KIND_UNSPECIFIED &&
+               q.status == v1::USER_STATUS_UNSPECIFIED) {
+      // Prefix only: count the id set without touching the table.
+      ASSIGN_OR_RETURN(pg::Result c,
+                       tx_.Exec(absl::StrCat("SELECT count(*) FROM (",
+                                             matching_ids, ") m"),
+                                params));
       page.total = static_cast<int>(c.GetInt(0, 0));
     } else if (q.count_total) {
       ASSIGN_OR_RETURN(

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/server.h"
@@ -87,7 +88,7 @@ grpc::Status MembershipServiceImpl::ServeWrite(grpc::ServerContext* ctx,
                                                const char* method, Fn body) {
   RequestScope scope(ctx, method);
   absl::Status status = body();
-  if (status.ok() && cache_ != nullptr) cache_->Invalidate();
+  if (status.ok() && cache_ != nullptr) cache_->AwaitChanges();
   return scope.Done(status);
 }
 
@@ -630,6 +631,7 @@ absl::StatusOr<v1::CheckResponse> MembershipServiceImpl::CheckOne(
     subject = c.user_id;
   }
   RETURN_IF_ERROR(RequireUuid(subject, "user_id"));
+  subject = absl::AsciiStrToLower(subject);  // one cache key per user
   CheckFacts facts;
   if (cache_ != nullptr) {
     ASSIGN_OR_RETURN(facts, cache_->LoadFacts(subject, resource));
@@ -637,8 +639,9 @@ absl::StatusOr<v1::CheckResponse> MembershipServiceImpl::CheckOne(
     ASSIGN_OR_RETURN(facts, store_.LoadFacts(subject, resource));
   }
   const absl::Time now = clock_->Now();
-  if (!c.privileged) {
-    if (subject == c.user_id) {
+  Caller caller = c;
+  if (!caller.privileged) {
+    if (subject == caller.user_id) {
       // The caller's own copy decides, so a suspension synced by identity
       // bites on the next call even inside the token cache window.
       if (facts.subject) {
@@ -659,14 +662,17 @@ absl::StatusOr<v1::CheckResponse> MembershipServiceImpl::CheckOne(
           if (auto inactive = InactiveReason(*me, now)) {
             return absl::PermissionDeniedError(*inactive);
           }
+          caller.kind = me->kind;  // fresher than the token cache
+          caller.workspace_id = me->workspace_id;
         }
       }
-      const bool may_ask = c.api_key || c.kind == Kind::kAdmin;
+      const bool may_ask = caller.api_key || caller.kind == Kind::kAdmin;
       if (!may_ask) {
         return absl::PermissionDeniedError(
             "only admins may check another user's permissions");
       }
-      if (facts.subject && facts.subject->workspace_id != c.workspace_id) {
+      if (facts.subject &&
+          facts.subject->workspace_id != caller.workspace_id) {
         return absl::PermissionDeniedError(
             "user_id belongs to another workspace");
       }

@@ -139,9 +139,10 @@ class MembershipServiceImpl final : public v1::MembershipService::Service {
   absl::Status Idempotent(const std::string& scope, const std::string& key,
                           const Req& req, Resp* resp, Fn create);
 
-  // Runs a handler that changes data; on success drops this replica's
-  // Check cache so its own writes are visible to its next Check at once
-  // (other replicas follow through LISTEN/NOTIFY).
+  // Runs a handler that changes data; on success waits until this
+  // replica's Check cache has applied the change notifications, so its own
+  // writes are visible to its next Check (other replicas follow through
+  // LISTEN/NOTIFY within milliseconds).
   template <typename Fn>
   grpc::Status ServeWrite(grpc::ServerContext* ctx, const char* method,
                           Fn body);

@@ -629,6 +629,56 @@ TEST_F(MembershipApiTest, ChangeByAnotherReplicaBitesWithinOneSecond) {
   }
   EXPECT_LT(took, absl::Seconds(1));
   EXPECT_EQ(resp.reason(), "user is suspended");
+
+  // A group made secret by another replica disappears for non-members.
+  AddUser(Record(Id(453), ws, "m@dd.test", v1::DirectoryUser::MEMBER));
+  req.set_user_id(Id(453));
+  ASSERT_TRUE(Call(&Stub::Check, kInternal, req, &resp).ok());
+  ASSERT_TRUE(resp.allowed());
+  const absl::Time changed = absl::Now();
+  ASSERT_TRUE(pool_
+                  ->Exec("UPDATE membership.groups SET visibility = 3 "
+                         "WHERE id = $1",
+                         {g})
+                  .ok());
+  took = absl::InfiniteDuration();
+  while (absl::Now() - changed < absl::Seconds(2)) {
+    ASSERT_TRUE(Call(&Stub::Check, kInternal, req, &resp).ok());
+    if (!resp.allowed()) {
+      took = absl::Now() - changed;
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_LT(took, absl::Seconds(1));
+  EXPECT_EQ(resp.reason(), "secret group: only its members see it");
+}
+
+TEST_F(MembershipApiTest, CacheDropsOnlyWhatChanged) {
+  const std::string ws = Id(460);
+  SyncWorkspace(ws, 10, true);
+  AddUser(Record(Id(461), ws, "a@ee.test", v1::DirectoryUser::ADMIN));
+  const std::string g =
+      CreateGroup(TokenOf(Id(461)), ws, "Open", v1::Group::OPEN);
+  AddUser(Record(Id(462), ws, "m@ee.test", v1::DirectoryUser::MEMBER));
+  v1::CheckRequest req;
+  req.set_user_id(Id(462));
+  req.set_permission("group.view");
+  req.set_resource(absl::StrCat("groups/", g));
+  v1::CheckResponse resp;
+  ASSERT_TRUE(Call(&Stub::Check, kInternal, req, &resp).ok());  // loads
+  // Another user's change (through this replica) leaves these entries.
+  AddUser(Record(Id(463), ws, "x@ee.test", v1::DirectoryUser::GUEST));
+  const int64_t misses = cache_->misses();
+  ASSERT_TRUE(Call(&Stub::Check, kInternal, req, &resp).ok());
+  EXPECT_TRUE(resp.allowed());
+  EXPECT_EQ(cache_->misses(), misses);
+  // This user's own change is visible on the very next call.
+  AddUser(Record(Id(462), ws, "m@ee.test", v1::DirectoryUser::MEMBER,
+                 v1::DirectoryUser::ARCHIVED, 2));
+  ASSERT_TRUE(Call(&Stub::Check, kInternal, req, &resp).ok());
+  EXPECT_FALSE(resp.allowed());
+  EXPECT_EQ(resp.reason(), "user is archived");
 }
 
 TEST_F(MembershipApiTest, InternalMethodsNeedTheInternalCredential) {

@@ -1,6 +1,8 @@
 #include "services/membership/storage/check_cache.h"
 
 #include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <utility>
 #include <vector>
@@ -21,12 +23,82 @@ absl::Time ReadExpiry(const pg::Result& r, int row, int col) {
 
 CheckCache::CheckCache(pg::Pool* pool, Options options)
     : pool_(pool), options_(options) {
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   poller_ = std::thread([this] { Listen(); });
 }
 
 CheckCache::~CheckCache() {
   stop_.Notify();
+  if (wake_fd_ >= 0) {
+    const uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof(one));
+  }
   if (poller_.joinable()) poller_.join();
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+void CheckCache::ClearAll() {
+  ++generation_;
+  users_.clear();
+  groups_.clear();
+  apps_.clear();
+  workspaces_.clear();
+}
+
+void CheckCache::Apply(const std::string& payload) {
+  // Any change makes in-flight loads suspect (they may have read the old
+  // rows), so they are not kept.
+  ++generation_;
+  if (payload.size() < 2 || payload[1] != ':') {
+    ClearAll();
+    return;
+  }
+  const char kind = payload[0];
+  for (absl::string_view id :
+       absl::StrSplit(absl::string_view(payload).substr(2), ',',
+                      absl::SkipEmpty())) {
+    const std::string key(id);
+    switch (kind) {
+      case 'u':
+        users_.erase(key);
+        break;
+      case 'g':
+        groups_.erase(key);
+        break;
+      case 'a':
+        apps_.erase(key);
+        break;
+      case 'w':
+        // Group entries carry their workspace's settings.
+        workspaces_.erase(key);
+        groups_.clear();
+        break;
+      default:
+        ClearAll();
+        return;
+    }
+  }
+}
+
+void CheckCache::Invalidate() {
+  absl::MutexLock lock(&mu_);
+  ClearAll();
+}
+
+void CheckCache::AwaitChanges(absl::Duration timeout) {
+  uint64_t target;
+  {
+    absl::MutexLock lock(&mu_);
+    // The first cycle numbered after this point pings after our commit.
+    target = cycles_started_ + 1;
+  }
+  const uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof(one));
+  absl::MutexLock lock(&mu_);
+  auto done = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return cycles_completed_ >= target;
+  };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&done), timeout)) ClearAll();
 }
 
 void CheckCache::Listen() {
@@ -50,43 +122,38 @@ void CheckCache::Listen() {
       // Changes made while we were not listening are unknown: start over.
       Invalidate();
     }
-    pollfd fd{PQsocket(conn), POLLIN, 0};
-    ::poll(&fd, 1, wait_ms);
+    pollfd fds[2] = {{PQsocket(conn), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    ::poll(fds, 2, wait_ms);
+    uint64_t drained;
+    while (read(wake_fd_, &drained, sizeof(drained)) > 0) {
+    }
+    uint64_t cycle;
+    {
+      absl::MutexLock lock(&mu_);
+      cycle = ++cycles_started_;
+    }
     // The ping proves the connection is alive (a silent socket proves
-    // nothing) and reads any notifications that arrived.
+    // nothing) and, as the server sends pending notifications before it
+    // answers, everything committed before it is read below.
     PGresult* r = PQexec(conn, "SELECT 1");
     const bool ok = r != nullptr && PQresultStatus(r) == PGRES_TUPLES_OK;
     if (r != nullptr) PQclear(r);
-    bool changed = false;
+    std::vector<std::string> payloads;
     while (PGnotify* n = PQnotifies(conn)) {
-      changed = true;
+      payloads.emplace_back(n->extra != nullptr ? n->extra : "*");
       PQfreemem(n);
     }
+    absl::MutexLock lock(&mu_);
+    for (const std::string& p : payloads) Apply(p);
     if (!ok) {
       PQfinish(conn);
       conn = nullptr;
       continue;
     }
-    absl::MutexLock lock(&mu_);
-    if (changed) {
-      ++generation_;
-      users_.clear();
-      groups_.clear();
-      apps_.clear();
-      workspaces_.clear();
-    }
     last_healthy_ = absl::Now();
+    cycles_completed_ = cycle;
   }
   if (conn != nullptr) PQfinish(conn);
-}
-
-void CheckCache::Invalidate() {
-  absl::MutexLock lock(&mu_);
-  ++generation_;
-  users_.clear();
-  groups_.clear();
-  apps_.clear();
-  workspaces_.clear();
 }
 
 bool CheckCache::Fresh() {

@@ -1,13 +1,14 @@
 // In-memory facts for Check, so the hot path needs no database round trip.
 // Entries (a user with its groups and apps, a group, an app, a workspace)
 // are loaded on first use. A dedicated connection LISTENs on
-// `membership_authz` (sent on commit by triggers on every
-// authorization-relevant table, see V002) and drops everything when a
-// notification arrives; loads that started before a drop are used once but
-// not kept. The listener pings every `poll_interval`; if it has not been
-// healthy for `max_staleness` (database unreachable, connection lost) the
-// cache is bypassed, and it is dropped again when the listener reconnects.
-// So a suspension synced by identity bites on every replica at once.
+// `membership_authz`: triggers on every authorization table send, on
+// commit, which users / groups / apps / workspaces changed (see V002), and
+// exactly those entries are dropped ('*' drops all). Loads that raced with
+// a drop are used once but not kept. The listener pings every
+// `poll_interval`; if it has not been healthy for `max_staleness` the cache
+// is bypassed, and everything is dropped when it reconnects (notifications
+// may have been missed). A suspension synced by identity therefore bites on
+// every replica within milliseconds.
 #pragma once
 
 #include <atomic>
@@ -48,8 +49,13 @@ class CheckCache final {
   // The user as the cache knows it; nullopt when unknown.
   absl::StatusOr<std::optional<User>> LookupUser(const std::string& id);
 
-  // Drops every entry now (tests; writes of this replica).
+  // Drops every entry now.
   void Invalidate();
+
+  // Returns once the listener has processed every notification committed
+  // before the call (read-your-writes for this replica's own changes), or
+  // after `timeout`, in which case everything is dropped.
+  void AwaitChanges(absl::Duration timeout = absl::Seconds(1));
 
   // Lookups served from memory / loaded from the database, since start.
   int64_t hits() const { return hits_.load(std::memory_order_relaxed); }
@@ -83,6 +89,9 @@ class CheckCache final {
   bool Fresh() ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // The listener thread's loop.
   void Listen();
+  // Applies one notification payload.
+  void Apply(const std::string& payload) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ClearAll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   template <typename Entry, typename Load>
   absl::StatusOr<std::shared_ptr<const Entry>> GetOrLoad(
@@ -94,11 +103,16 @@ class CheckCache final {
   std::atomic<int64_t> hits_{0};
   std::atomic<int64_t> misses_{0};
   absl::Notification stop_;
+  int wake_fd_ = -1;  // eventfd: interrupts the listener's wait
   std::thread poller_;
 
   absl::Mutex mu_;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_healthy_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Listener cycles (ping + notifications drained): the number of the
+  // last one started (numbered before its ping) and last one completed.
+  uint64_t cycles_started_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t cycles_completed_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<std::string, std::shared_ptr<const UserEntry>> users_
       ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<const GroupEntry>> groups_

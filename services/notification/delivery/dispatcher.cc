@@ -84,7 +84,18 @@ absl::Duration Dispatcher::Jittered(absl::Duration d) {
 void Dispatcher::Run(int index) {
   const std::string owner = absl::StrCat(options_.owner_prefix, "/", index);
   std::unique_ptr<MailSender> sender = sender_factory_();
+  absl::Time next_housekeeping = clock_->Now();
   while (!stopping_) {
+    if (index == 0 && clock_->Now() >= next_housekeeping) {
+      // Every replica may do this; the DELETE is idempotent and cheap.
+      next_housekeeping = clock_->Now() + absl::Minutes(10);
+      absl::StatusOr<int64_t> purged =
+          store_->PurgeDedupeKeys(clock_->Now() - absl::Hours(1));
+      if (!purged.ok()) {
+        LogWarning("purging expired dedupe keys failed",
+                   {{"error", std::string(purged.status().message())}});
+      }
+    }
     uint64_t generation;
     {
       absl::MutexLock lock(&wake_mu_);

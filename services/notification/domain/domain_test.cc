@@ -133,6 +133,32 @@ TEST(BuildMimeTest, AlternativeWithHeaders) {
   EXPECT_EQ(mime, BuildMime(SampleMessage()));
 }
 
+TEST(BuildMimeTest, AsciiBodiesStayReadableInTheRawMessage) {
+  MimeMessage m = SampleMessage();
+  const std::string url =
+      "https://guestlist.example.com/invite#token=gli_"
+      "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdEfGh";
+  m.text_body = "Accept the invitation: " + url + "\n";
+  m.html_body = "<p><a href=\"" + url + "\">Accept</a></p>\n";
+  const std::string mime = BuildMime(m);
+  EXPECT_THAT(mime, HasSubstr("Content-Transfer-Encoding: 7bit\r\n\r\n"
+                              "Accept the invitation: " +
+                              url + "\r\n"));
+  EXPECT_THAT(mime, HasSubstr("<a href=\"" + url + "\">"));
+  EXPECT_THAT(mime, Not(HasSubstr("quoted-printable")));
+}
+
+TEST(BuildMimeTest, NonAsciiBodiesAreQuotedPrintable) {
+  MimeMessage m = SampleMessage();
+  m.text_body = "Grüße\n";
+  const std::string mime = BuildMime(m);
+  EXPECT_THAT(mime, HasSubstr("Content-Transfer-Encoding: quoted-printable"
+                              "\r\n\r\nGr=C3=BC=C3=9Fe\r\n"));
+  m.text_body = std::string(1200, 'a');  // longer than RFC 5322 allows
+  EXPECT_THAT(BuildMime(m),
+              HasSubstr("Content-Transfer-Encoding: quoted-printable"));
+}
+
 TEST(BuildMimeTest, NoUnsubscribeHeadersWithoutUrl) {
   MimeMessage m = SampleMessage();
   m.unsubscribe_url.clear();

@@ -37,13 +37,41 @@ std::string NormaliseNewlines(absl::string_view text) {
 }
 
 // A boundary that cannot occur in base64 or quoted-printable output (it
-// contains "=_" which QP always escapes and base64 never produces).
+// contains "=_" which QP always escapes and base64 never produces), nor in
+// 7bit text: it embeds the message's random id, which no sender can know
+// when choosing the variables.
 std::string Boundary(absl::string_view message_id, absl::string_view kind) {
   std::string id;
   for (char c : message_id) {
     if (absl::ascii_isalnum(static_cast<unsigned char>(c))) id.push_back(c);
   }
   return absl::StrCat("=_", kind, "_", id);
+}
+
+struct EncodedBody {
+  const char* transfer_encoding;
+  std::string content;
+};
+
+// Plain ASCII with lines of at most 998 characters (RFC 5322) goes as is
+// ("7bit"), so links stay greppable in the raw message; anything else is
+// quoted-printable.
+EncodedBody EncodeBody(absl::string_view text) {
+  const std::string normalised = NormaliseNewlines(text);
+  bool plain = true;
+  size_t line = 0;
+  for (unsigned char c : normalised) {
+    if (c == '\n') {
+      line = 0;
+      continue;
+    }
+    if ((c < 0x20 && c != '\t') || c > 0x7e || ++line > 998) {
+      plain = false;
+      break;
+    }
+  }
+  if (!plain) return {"quoted-printable", QuotedPrintable(text)};
+  return {"7bit", absl::StrReplaceAll(normalised, {{"\n", "\r\n"}})};
 }
 
 }  // namespace
@@ -207,14 +235,16 @@ std::string BuildMime(const MimeMessage& m) {
 
   const std::string alt = Boundary(m.message_id, "alt");
   std::string alternative;
+  const EncodedBody text = EncodeBody(m.text_body);
+  const EncodedBody html = EncodeBody(m.html_body);
   absl::StrAppend(&alternative, "--", alt, kCrlf,
                   "Content-Type: text/plain; charset=UTF-8", kCrlf,
-                  "Content-Transfer-Encoding: quoted-printable", kCrlf, kCrlf,
-                  QuotedPrintable(m.text_body), kCrlf);
+                  "Content-Transfer-Encoding: ", text.transfer_encoding, kCrlf,
+                  kCrlf, text.content, kCrlf);
   absl::StrAppend(&alternative, "--", alt, kCrlf,
                   "Content-Type: text/html; charset=UTF-8", kCrlf,
-                  "Content-Transfer-Encoding: quoted-printable", kCrlf, kCrlf,
-                  QuotedPrintable(m.html_body), kCrlf);
+                  "Content-Transfer-Encoding: ", html.transfer_encoding, kCrlf,
+                  kCrlf, html.content, kCrlf);
   absl::StrAppend(&alternative, "--", alt, "--", kCrlf);
   const std::string alt_type =
       absl::StrCat("multipart/alternative; boundary=\"", alt, "\"");

@@ -1,5 +1,5 @@
 // MIME building blocks for outgoing email (pure, no I/O): RFC 2047 encoded
-// words for non-ASCII headers, quoted-printable and base64 bodies, HTML
+// words for non-ASCII headers, 7bit / quoted-printable / base64 bodies, HTML
 // escaping, RFC 5322 dates, and the assembly of a complete message
 // (multipart/alternative text + HTML, wrapped in multipart/mixed when there
 // are attachments). Output is deterministic for a given input, so a message

@@ -432,6 +432,14 @@ absl::Status MessageStore::Release(const std::vector<std::string>& ids,
       .status();
 }
 
+absl::StatusOr<int64_t> MessageStore::PurgeDedupeKeys(absl::Time before) {
+  ASSIGN_OR_RETURN(pg::Result r,
+                   pool_->Exec("DELETE FROM notification.dedupe_keys "
+                               "WHERE expire_time < $1",
+                               {pg::Time(before)}));
+  return r.AffectedRows();
+}
+
 absl::StatusOr<StoredMessage> MessageStore::Get(const std::string& id) {
   ASSIGN_OR_RETURN(
       pg::Result r,

@@ -132,6 +132,10 @@ class MessageStore final {
   absl::Status Release(const std::vector<std::string>& ids,
                        absl::Time next_attempt);
 
+  // Deletes dedupe keys whose window ended before `before`; returns how
+  // many (housekeeping: expired keys are otherwise only overwritten).
+  absl::StatusOr<int64_t> PurgeDedupeKeys(absl::Time before);
+
   // NotFound when unknown.
   absl::StatusOr<StoredMessage> Get(const std::string& id);
   absl::StatusOr<std::vector<StoredMessage>> List(const ListFilter& filter);

@@ -27,6 +27,7 @@ ABSL_FLAG(int, seconds, 10, "duration of each throughput run");
 ABSL_FLAG(int, concurrency, 32, "concurrent requests in the throughput runs");
 ABSL_FLAG(int, io_threads, 2, "gateway I/O threads");
 ABSL_FLAG(std::string, wrk, "wrk", "path of wrk");
+ABSL_FLAG(bool, access_log, true, "gateway access log (to stderr)");
 ABSL_FLAG(int, rounds, 3, "alternating rounds (median reported)");
 ABSL_FLAG(bool, gateway_only, false,
           "only load the gateway (for profiling it)");
@@ -177,7 +178,9 @@ int Main() {
       {"identity",
        {identity->full_name()},
        grpc::CreateChannel(target, grpc::InsecureChannelCredentials())}};
-  Gateway gateway(*std::move(routes), std::move(upstreams), GatewayOptions{});
+  GatewayOptions gateway_options;
+  gateway_options.access_log = absl::GetFlag(FLAGS_access_log);
+  Gateway gateway(*std::move(routes), std::move(upstreams), gateway_options);
   HttpServerOptions options;
   options.host = "127.0.0.1";
   options.port = 0;
