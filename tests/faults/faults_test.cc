@@ -477,6 +477,114 @@ TEST_F(FaultsTest, IdentityKilledDuringInvitesLeavesNoHalfMadeGuest) {
 }
 
 // ---------------------------------------------------------------------------
+// 1b. kill -9 of identity during a bulk import (ALL_OR_NOTHING, emails on):
+// the import completes or fails cleanly with its report, no half-made
+// guest, and the emails of what was created arrive.
+// ---------------------------------------------------------------------------
+TEST_F(FaultsTest, IdentityKilledDuringImportCompletesOrFailsCleanly) {
+  const Workspace w = NewWorkspace("s1b");
+  constexpr int kRows = 300;
+  auto csv_for = [&](const std::string& domain, int rows) {
+    std::string csv = "Email,First Name,Last Name\n";
+    for (int i = 0; i < rows; ++i) {
+      absl::StrAppend(&csv, "guest", i, "@", domain, ",Guest,Number", i, "\n");
+    }
+    return csv;
+  };
+  auto import = [&](const std::string& csv, const std::string& key) {
+    return guestlist::testing::HttpRequest(
+        "POST",
+        stack_->gateway_url() + "/v1/workspaces/" + w.id +
+            "/users:import?mode=ALL_OR_NOTHING&sendEmails=true"
+            "&idempotencyKey=" + key,
+        csv,
+        {"Authorization: Bearer " + w.admin, "Content-Type: text/csv"});
+  };
+  // Undisturbed, to learn how long an import takes here.
+  const absl::Time t0 = absl::Now();
+  HttpResponse warm = import(csv_for("s1b-warm.example", kRows), "s1b-warm");
+  const double import_seconds = SecondsSince(t0);
+  if (warm.status == 501) {
+    Record("1b identity kill -9 during import",
+           "SKIPPED: ImportUsers answers 501 (not wired into identity's "
+           "main.cc yet)");
+    GTEST_SKIP() << "ImportUsers is not available in this build: "
+                 << warm.body;
+  }
+  ASSERT_EQ(warm.status, 200) << warm.body.substr(0, 500);
+  ASSERT_EQ(Body(warm).value("state", ""), "SUCCEEDED") << warm.body.substr(0, 500);
+  ASSERT_EQ(Body(warm).value("created", 0), kRows);
+
+  std::vector<std::string> outcomes;
+  int unclean = 0, lost_mail = 0;
+  const double fractions[] = {0.3, 0.6, 0.9};
+  for (int k = 0; k < 3; ++k) {
+    const std::string domain = absl::StrCat("s1b-", k, ".example");
+    const std::string key = absl::StrCat("s1b-import-", k);
+    const std::string csv = csv_for(domain, kRows);
+    HttpResponse first;
+    std::thread client([&] { first = import(csv, key); });
+    absl::SleepFor(absl::Seconds(import_seconds * fractions[k]));
+    stack_->process("identity").Signal(SIGKILL);
+    stack_->process("identity").Wait(5000);
+    stack_->process("identity").Restart();
+    ASSERT_TRUE(stack_->WaitReady("identity"));
+    client.join();
+    // The client re-sends the same file with the same key.
+    HttpResponse report;
+    std::string state;
+    WaitUntil(
+        [&] {
+          report = import(csv, key);
+          state = Body(report).value("state", "");
+          return report.status != 503 && state != "RUNNING";
+        },
+        absl::Seconds(15), absl::Milliseconds(200));
+    const int created = Body(report).value("created", 0);
+    Census c = TakeCensus(w);
+    int present = 0;
+    for (const json& u : ListAll("/v1/workspaces/" + w.id + "/users?query=guest",
+                                 "users", w.admin)) {
+      if (absl::EndsWith(u.value("email", ""), "@" + domain)) ++present;
+    }
+    const bool clean = (state == "SUCCEEDED" && present == kRows) ||
+                       (state == "FAILED" && present == 0);
+    if (!clean) ++unclean;
+    EXPECT_TRUE(clean) << "kill at " << fractions[k] * 100
+                       << "% of an import: first answer " << first.status
+                       << ", report after restart " << report.status << " "
+                       << state << " (created " << created << "), "
+                       << present << " of " << kRows
+                       << " users of this file exist";
+    const int problems =
+        ExpectConsistent(w, c, absl::StrCat("after import kill ", k));
+    int arrived = 0;
+    if (present > 0) {
+      WaitUntil(
+          [&] {
+            return static_cast<int>(
+                       TallyMail(*sink_, domain).ids_by_recipient.size()) >=
+                   present;
+          },
+          absl::Seconds(20));
+      arrived = static_cast<int>(TallyMail(*sink_, domain).ids_by_recipient.size());
+      EXPECT_EQ(arrived, present) << "invitation emails of import " << k;
+      lost_mail += present - arrived;
+    }
+    outcomes.push_back(absl::StrCat(
+        "kill@", static_cast<int>(fractions[k] * 100), "%: first=",
+        first.status, " retry=", report.status, "/", state.empty() ? "-" : state,
+        " users_present=", present, " emails=", arrived,
+        " inconsistencies=", problems));
+  }
+  Record("1b identity kill -9 during import",
+         absl::StrCat("rows_per_import=", kRows, " undisturbed_import_s=",
+                      import_seconds, " imports_killed=3 [",
+                      absl::StrJoin(outcomes, "; "), "] unclean=", unclean,
+                      " lost_emails=", lost_mail));
+}
+
+// ---------------------------------------------------------------------------
 // 2. kill -9 of notification while it delivers a batch of 200 emails.
 // ---------------------------------------------------------------------------
 TEST_F(FaultsTest, NotificationKilledDuringDeliveryLosesNothing) {
@@ -584,8 +692,8 @@ TEST_F(FaultsTest, NotificationKilledDuringDeliveryLosesNothing) {
 TEST_F(FaultsTest, MembershipKilledDuringInvitesFailsCleanly) {
   const Workspace w = NewWorkspace("s3");
   const std::string domain = "s3.example";
-  constexpr int kInvites = 40;
-  constexpr int kThreads = 3;
+  constexpr int kInvites = 120;
+  constexpr int kThreads = 4;
   std::vector<long> status(kInvites, -1);
   std::vector<double> seconds(kInvites, 0);
   std::atomic<int> next{0}, ok{0};
@@ -600,27 +708,50 @@ TEST_F(FaultsTest, MembershipKilledDuringInvitesFailsCleanly) {
         seconds[i] = SecondsSince(t0);
         status[i] = r.status;
         if (r.status == 200) ++ok;
-        if (r.status != 200) absl::SleepFor(absl::Milliseconds(100));
+        // Back to back, so several invites are inside membership at a kill.
         while (paused.load()) absl::SleepFor(absl::Milliseconds(20));
       }
     });
   }
-  ASSERT_TRUE(WaitUntil([&] { return ok.load() >= 8; }, absl::Seconds(60)));
-  stack_->process("membership").Signal(SIGKILL);
-  stack_->process("membership").Wait(5000);
-  // While membership is down an invite is refused as UNAVAILABLE (503),
-  // never a 500, and quickly.
-  paused = true;
-  const absl::Time t0 = absl::Now();
-  HttpResponse down = Invite(w, "while-down@" + domain, "s3-down");
-  const double down_seconds = SecondsSince(t0);
-  EXPECT_EQ(down.status, 503) << down.body;
-  EXPECT_EQ(Body(down).value("code", 0), 14) << down.body;
+  // Three kills: the window in which membership has committed grants but
+  // not yet answered is narrow, so one kill does not always hit it.
+  HttpResponse down;
+  double down_seconds = 0, recovery_seconds = 0;
+  int crashes = 0;
+  for (int at : {10, 40, 70}) {
+    if (!WaitUntil([&] { return ok.load() >= at || next.load() >= kInvites; },
+                   absl::Seconds(60), absl::Milliseconds(2)) ||
+        next.load() >= kInvites) {
+      break;
+    }
+    stack_->process("membership").Signal(SIGKILL);
+    stack_->process("membership").Wait(5000);
+    ++crashes;
+    // While membership is down an invite is refused as UNAVAILABLE (503),
+    // never a 500, and quickly. The client threads hold off meanwhile so
+    // the stream outlasts three kills.
+    paused = true;
+    const absl::Time t0 = absl::Now();
+    down = Invite(w, absl::StrCat("while-down", crashes, "@", domain),
+                  absl::StrCat("s3-down-", crashes));
+    down_seconds = std::max(down_seconds, SecondsSince(t0));
+    EXPECT_EQ(down.status, 503) << down.body;
+    EXPECT_EQ(Body(down).value("code", 0), 14) << down.body;
+    absl::SleepFor(absl::Milliseconds(300));
+    stack_->process("membership").Restart();
+    ASSERT_TRUE(stack_->WaitReady("membership"));
+    // Time until invites work again (identity's channel reconnects).
+    const absl::Time restarted = absl::Now();
+    int a = 0;
+    HttpResponse back =
+        RetryInvite(w, absl::StrCat("while-down", crashes, "@", domain),
+                    absl::StrCat("s3-down-", crashes), &a);
+    EXPECT_EQ(back.status, 200) << back.body;
+    recovery_seconds = std::max(recovery_seconds, SecondsSince(restarted));
+    paused = false;
+  }
   EXPECT_LT(down_seconds, 6.0);
-  paused = false;
-  absl::SleepFor(absl::Milliseconds(500));
-  stack_->process("membership").Restart();
-  ASSERT_TRUE(stack_->WaitReady("membership"));
+  EXPECT_EQ(crashes, 3) << "the invite stream ended before the third kill";
   for (auto& t : threads) t.join();
 
   std::map<long, int> first;
@@ -646,19 +777,27 @@ TEST_F(FaultsTest, MembershipKilledDuringInvitesFailsCleanly) {
     EXPECT_EQ(r.status, 200) << r.body;
   }
   int attempts = 0;
-  HttpResponse again = RetryInvite(w, "while-down@" + domain, "s3-down",
-                                   &attempts);
-  EXPECT_EQ(again.status, 200) << again.body;
+  for (int k = 1; k <= crashes; ++k) {
+    int a = 0;
+    HttpResponse again =
+        RetryInvite(w, absl::StrCat("while-down", k, "@", domain),
+                    absl::StrCat("s3-down-", k), &a);
+    attempts += a + 1;
+    EXPECT_EQ(again.status, 200) << again.body;
+  }
   Census c = TakeCensus(w);
-  const int problems = ExpectConsistent(w, c, "after membership restart");
-  EXPECT_EQ(c.identity_users.size(), static_cast<size_t>(kInvites + 2));
+  const int problems = ExpectConsistent(w, c, "after membership restarts");
+  EXPECT_EQ(c.identity_users.size(),
+            static_cast<size_t>(kInvites + crashes + 1));
   Record("3 membership kill -9 during invites",
-         absl::StrCat("invites=", kInvites + 1, " crashes=1 first_attempts=[",
-                      StatusHistogram(first), "] probe_while_down=",
-                      down.status, " in ", down_seconds,
-                      " s slowest_failure_s=", slowest_failure,
-                      " unclean=", unclean, " retried=", retried + 1,
-                      " retry_calls=", retry_calls + attempts + 1,
+         absl::StrCat("invites=", kInvites + crashes, " crashes=", crashes,
+                      " first_attempts=[", StatusHistogram(first),
+                      "] probes_while_down=", down.status, " slowest ",
+                      down_seconds, " s slowest_failure_s=", slowest_failure,
+                      " invites_ok_again_after_restart_s(max)=",
+                      recovery_seconds,
+                      " unclean=", unclean, " retried=", retried + crashes,
+                      " retry_calls=", retry_calls + attempts,
                       " identity_users=", c.identity_users.size(),
                       " membership_users=", c.membership_users.size(),
                       " orphans=", problems, " lost=0"));

@@ -67,11 +67,12 @@ TestPostgres::TestPostgres() {
 }
 
 TestPostgres::~TestPostgres() {
-  std::system(AsPostgres(absl::StrCat(kBin, "/pg_ctl -D ", dir_,
+  // Best effort: a cluster that is already down is fine.
+  (void)!std::system(AsPostgres(absl::StrCat(kBin, "/pg_ctl -D ", dir_,
                                       "/data -m immediate -w stop "
                                       ">/dev/null 2>&1"))
                   .c_str());
-  std::system(absl::StrCat("rm -rf ", dir_).c_str());
+  (void)!std::system(absl::StrCat("rm -rf ", dir_).c_str());
 }
 
 void TestPostgres::Start() {

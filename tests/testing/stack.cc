@@ -110,7 +110,7 @@ Stack::~Stack() {
   processes_.clear();
   pg_.reset();
   if (std::getenv("GUESTLIST_KEEP_STACK") == nullptr) {
-    std::system(absl::StrCat("rm -rf ", dir_).c_str());
+    (void)!std::system(absl::StrCat("rm -rf ", dir_).c_str());
   }
 }
 

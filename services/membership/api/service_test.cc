@@ -1057,6 +1057,49 @@ TEST_F(MembershipApiTest, AppsAndPrivileges) {
   ASSERT_TRUE(Call(&Stub::Check, admin, check, &cr).ok());
   EXPECT_TRUE(cr.allowed());
 
+  // BatchCheck: results in order; more than 100 checks is refused.
+  v1::BatchCheckRequest batch;
+  *batch.add_checks() = check;
+  v1::CheckRequest* org = batch.add_checks();
+  org->set_user_id(Id(1003));
+  org->set_permission("group.create");
+  org->set_resource(absl::StrCat("workspaces/", ws));
+  v1::BatchCheckResponse br;
+  ASSERT_TRUE(Call(&Stub::BatchCheck, kInternal, batch, &br).ok());
+  ASSERT_EQ(br.results_size(), 2);
+  EXPECT_TRUE(br.results(0).allowed());
+  EXPECT_FALSE(br.results(1).allowed());
+  EXPECT_EQ(br.results(1).reason(), "guests cannot create groups");
+  for (int i = 0; i < 100; ++i) *batch.add_checks() = check;
+  EXPECT_EQ(Call(&Stub::BatchCheck, kInternal, batch, &br).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  // The directory pages by username; members see everyone active.
+  v1::ListDirectoryRequest dir;
+  dir.set_workspace_id(ws);
+  dir.set_page_size(2);
+  v1::ListDirectoryResponse page;
+  ASSERT_TRUE(Call(&Stub::ListDirectory, TokenOf(Id(1002)), dir, &page).ok());
+  ASSERT_EQ(page.users_size(), 2);
+  EXPECT_EQ(page.users(0).username(), "a@j.test");
+  EXPECT_EQ(page.users(1).username(), "g@j.test");
+  EXPECT_EQ(page.users(1).kind(), v1::DirectoryUser::GUEST);
+  dir.set_page_token(page.next_page_token());
+  ASSERT_TRUE(Call(&Stub::ListDirectory, TokenOf(Id(1002)), dir, &page).ok());
+  ASSERT_EQ(page.users_size(), 1);
+  EXPECT_EQ(page.users(0).username(), "m@j.test");
+  EXPECT_TRUE(page.next_page_token().empty());
+  dir.set_page_token("garbage!");
+  EXPECT_EQ(Call(&Stub::ListDirectory, TokenOf(Id(1002)), dir, &page)
+                .error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // Another workspace's directory is not the caller's business.
+  dir.clear_page_token();
+  dir.set_workspace_id(Id(100));
+  EXPECT_EQ(Call(&Stub::ListDirectory, TokenOf(Id(1002)), dir, &page)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+
   v1::RemoveAppPrivilegeRequest rm;
   rm.set_app_id(app.id());
   rm.set_user_id(Id(1003));

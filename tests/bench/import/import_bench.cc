@@ -3,7 +3,9 @@
 // COPYing the same rows (users + invitations) straight into the same tables
 // in the same run. Membership and notification are in-process fakes, so
 // the figure is identity's share of the work plus the batching overhead.
-// IMPORT_BENCH_ROWS overrides N (default 100000).
+// IMPORT_BENCH_ROWS overrides N (default 100000);
+// IMPORT_BENCH_NO_COUNT_TRIGGER=1 disables identity's per-row user-count
+// trigger (migration V002) in both databases.
 #include <sys/resource.h>
 
 #include <cstdio>
@@ -83,6 +85,12 @@ std::unique_ptr<pg::Pool> Database(guestlist::testing::TestPostgres& pg,
       pg::PoolOptions{.conninfo = pg.CreateDatabase(name),
                       .statement_timeout = absl::Minutes(5)});
   EXPECT_TRUE(RunMigrations(*pool, "identity", IdentityMigrations()).ok());
+  if (std::getenv("IMPORT_BENCH_NO_COUNT_TRIGGER") != nullptr) {
+    // To separate V002's per-row counting trigger from the import's work.
+    EXPECT_TRUE(pool->Exec("ALTER TABLE identity.users DISABLE TRIGGER "
+                           "users_count_insert_delete")
+                    .ok());
+  }
   EXPECT_TRUE(pool->Exec("INSERT INTO identity.workspaces (id, name, "
                          "display_name, create_time, update_time) VALUES "
                          "($1, 'bench', 'Bench', now(), now())",

@@ -142,11 +142,15 @@ int Main() {
   }
   const std::string ws = "00000000-0000-4000-a000-000000000001";
   const absl::Time load_start = absl::Now();
+  // Failures throw nothing and exit nothing: Main returns, so the
+  // throwaway cluster is stopped and removed by TestPostgres.
+  bool load_ok = true;
   auto exec = [&](const std::string& sql) {
+    if (!load_ok) return;
     auto r = pool.Exec(sql);
     if (!r.ok()) {
       fprintf(stderr, "load: %s\n", r.status().ToString().c_str());
-      exit(1);
+      load_ok = false;
     }
   };
   exec(absl::StrCat("INSERT INTO membership.workspaces VALUES ('", ws,
@@ -175,6 +179,7 @@ int Main() {
   exec("ANALYZE membership.users");
   exec("ANALYZE membership.groups");
   exec("ANALYZE membership.group_members");
+  if (!load_ok) return 1;
   auto count = pool.Exec("SELECT count(*) FROM membership.group_members");
   printf("loaded %d users, %d groups, %lld memberships in %.1f s\n", users,
          groups, static_cast<long long>(count->GetInt(0, 0)),
