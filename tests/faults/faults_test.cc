@@ -50,8 +50,11 @@ constexpr char kPassword[] = "a long enough password";
 // SENT" when it dies.
 constexpr int kDeliveryWorkers = 4;
 
+// The response's JSON object; an empty object when it is not one (a dead
+// gateway, an HTML error page), so lookups fail the test without throwing.
 json Body(const HttpResponse& r) {
-  return json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+  json j = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+  return j.is_object() ? j : json::object();
 }
 
 double SecondsSince(absl::Time t) { return absl::ToDoubleSeconds(absl::Now() - t); }
@@ -500,6 +503,16 @@ TEST_F(FaultsTest, IdentityKilledDuringImportCompletesOrFailsCleanly) {
         csv,
         {"Authorization: Bearer " + w.admin, "Content-Type: text/csv"});
   };
+  // Is the import wired at all? (A header-only file: a big body answered
+  // early crashes the gateway, see GatewaySurvivesEarlyAnsweredUploads.)
+  HttpResponse probe = import("Email,First Name,Last Name\n", "s1b-probe");
+  if (probe.status == 501) {
+    Record("1b identity kill -9 during import",
+           "SKIPPED: ImportUsers answers 501 (not wired into identity's "
+           "main.cc yet)");
+    GTEST_SKIP() << "ImportUsers is not available in this build: "
+                 << probe.body;
+  }
   // Undisturbed, to learn how long an import takes here.
   const absl::Time t0 = absl::Now();
   HttpResponse warm = import(csv_for("s1b-warm.example", kRows), "s1b-warm");
@@ -582,6 +595,58 @@ TEST_F(FaultsTest, IdentityKilledDuringImportCompletesOrFailsCleanly) {
                       import_seconds, " imports_killed=3 [",
                       absl::StrJoin(outcomes, "; "), "] unclean=", unclean,
                       " lost_emails=", lost_mail));
+}
+
+// ---------------------------------------------------------------------------
+// 1c. Uploads answered before their body is read (no credentials, or an
+// upstream that refuses at once) must not take the gateway down: every
+// other scenario goes through it.
+// ---------------------------------------------------------------------------
+TEST_F(FaultsTest, GatewaySurvivesEarlyAnsweredUploads) {
+  const Workspace w = NewWorkspace("s1c");
+  std::string csv = "Email,First Name,Last Name\n";
+  while (csv.size() < (1u << 20)) {
+    absl::StrAppend(&csv, "guest", csv.size(), "@s1c.example,Guest,Big\n");
+  }
+  const pid_t pid = stack_->process("gateway").pid();
+  std::map<long, int> codes;
+  constexpr int kUploads = 20;
+  for (int i = 0; i < kUploads; ++i) {
+    // Alternately anonymous and as the admin (dry run, nothing changes).
+    std::vector<std::string> headers = {"Content-Type: text/csv"};
+    if (i % 2 == 1) headers.push_back("Authorization: Bearer " + w.admin);
+    HttpResponse r = guestlist::testing::HttpRequest(
+        "POST",
+        stack_->gateway_url() + "/v1/workspaces/" + w.id +
+            "/users:import?dryRun=true",
+        csv, headers);
+    ++codes[r.status];
+    if (!stack_->process("gateway").running()) break;
+  }
+  const bool alive = stack_->process("gateway").running();
+  EXPECT_TRUE(alive) << "the gateway died; its log ends:\n"
+                     << [&] {
+                          std::ifstream in(
+                              stack_->process("gateway").log_path());
+                          std::stringstream ss;
+                          ss << in.rdbuf();
+                          const std::string s = ss.str();
+                          return s.substr(s.size() > 800 ? s.size() - 800 : 0);
+                        }();
+  for (const auto& [code, n] : codes) {
+    EXPECT_TRUE(code > 0 && code < 500 || code == 501)
+        << code << " x" << n;
+  }
+  Record("1c early-answered 1 MiB uploads",
+         absl::StrCat("uploads=", kUploads, " answers=[",
+                      StatusHistogram(codes), "] gateway_alive=",
+                      alive ? "yes" : "NO"));
+  if (!alive) {
+    // Later scenarios need a gateway.
+    stack_->process("gateway").Restart();
+    ASSERT_TRUE(stack_->WaitReady("gateway"));
+  }
+  (void)pid;
 }
 
 // ---------------------------------------------------------------------------
@@ -1033,7 +1098,7 @@ TEST_F(FaultsTest, ShortDeadlineEndsPromptly) {
   std::atomic<bool> stop{false};
   std::atomic<int> background_ok{0};
   std::vector<std::thread> load;
-  for (int t = 0; t < 4; ++t) {
+  for (int t = 0; t < 8; ++t) {
     load.emplace_back([&] {
       while (!stop.load()) {
         grpc::ClientContext ctx;
@@ -1060,11 +1125,16 @@ TEST_F(FaultsTest, ShortDeadlineEndsPromptly) {
     slowest = std::max(slowest, took);
     ++codes[st.error_code()];
     if (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) ++exceeded;
+    // Either it beat its deadline or it ended promptly past it.
+    EXPECT_TRUE(st.ok() || st.error_code() ==
+                               grpc::StatusCode::DEADLINE_EXCEEDED)
+        << st.error_code() << " " << st.error_message();
     EXPECT_LT(took, 0.5) << "call " << i << " took " << took << " s";
   }
   stop = true;
   for (auto& t : load) t.join();
-  EXPECT_EQ(exceeded, kCalls) << "codes: " << [&] {
+  // The hasher is busy, so most calls cannot make 50 ms.
+  EXPECT_GE(exceeded, kCalls / 2) << "codes: " << [&] {
     std::string s;
     for (auto [c, n] : codes) absl::StrAppend(&s, c, "x", n, " ");
     return s;

@@ -93,7 +93,9 @@ class Dispatcher final {
 
   // Held from just before the relay may accept a message until its SENT
   // row is written, so a kill -9 of this process can duplicate at most one
-  // message (the one inside this window), whatever the worker count.
+  // message (the one inside this window), whatever the worker count. The
+  // price: a relay that stalls after the final "." holds up the other
+  // workers' final step too (bounded by the SMTP timeout, lease / 3).
   absl::Mutex commit_gate_;
 
   absl::Mutex attachment_mu_;
