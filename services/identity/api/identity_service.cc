@@ -129,10 +129,6 @@ absl::StatusOr<Principal> IdentityServiceImpl::AuthenticateToken(
       ConstantTimeEquals(hash, operator_token_hash_)) {
     return OperatorPrincipal();
   }
-  if (!options_.internal_token.empty() &&
-      ConstantTimeEquals(token, options_.internal_token)) {
-    return InternalPrincipal();
-  }
   const absl::Time now = Now();
   Principal principal;
   absl::Status status = deps_.repository->Transact([&](IdentityTx& tx) {

@@ -534,9 +534,14 @@ TEST_F(IdentityTest, SuspensionFailsTheSessionOnItsNextCall) {
   ASSERT_TRUE(env->stub->SuspendUser(Ctx(ws.admin_token).get(), suspend, &user).ok());
   EXPECT_EQ(user.status(), v1::SUSPENDED);
   grpc::Status s = env->stub->GetUser(Ctx(guest.token()).get(), get, &user);
-  EXPECT_TRUE(s.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
-              s.error_code() == grpc::StatusCode::UNAUTHENTICATED)
-      << s.error_code() << " " << s.error_message();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "SUSPENDED"))
+      << s.error_message();
+  v1::AuthenticateRequest auth;
+  auth.set_token(guest.token());
+  v1::Principal p;
+  EXPECT_EQ(env->stub->Authenticate(Ctx("").get(), auth, &p).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   v1::LoginRequest login;
   login.set_workspace_id(ws.workspace.id());
   login.set_username("sus@x.example.com");
@@ -557,6 +562,16 @@ TEST_F(IdentityTest, SuspensionFailsTheSessionOnItsNextCall) {
             grpc::StatusCode::PERMISSION_DENIED);
   suspend.set_user_id(ws.admin_id);
   EXPECT_EQ(env->stub->SuspendUser(Ctx(ws.admin_token).get(), suspend, &user)
+                .error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  // Archiving ends the sessions and cannot be undone by reactivation.
+  v1::ArchiveUserRequest archive;
+  archive.set_user_id(guest.user().id());
+  ASSERT_TRUE(env->stub->ArchiveUser(Ctx(ws.admin_token).get(), archive, &user).ok());
+  EXPECT_EQ(user.status(), v1::ARCHIVED);
+  EXPECT_EQ(env->stub->GetUser(Ctx(again.token()).get(), get, &user).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(env->stub->ReactivateUser(Ctx(ws.admin_token).get(), reactivate, &user)
                 .error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
 }
@@ -987,13 +1002,27 @@ TEST_F(IdentityTest, TemporaryAccessRemindsOnceThenExpires) {
   ASSERT_TRUE(env->stub->GetUser(Ctx(ws.admin_token).get(), get, &user).ok());
   EXPECT_EQ(user.status(), v1::EXPIRED);
   DrainOutbox();
-  absl::MutexLock lock(&env->membership_service.mu_);
-  bool synced = false;
-  for (const auto& u : env->membership_service.users_) {
-    synced |= u.id() == guest.user().id() &&
-              u.status() == mv1::DirectoryUser::EXPIRED;
+  {
+    absl::MutexLock lock(&env->membership_service.mu_);
+    bool synced = false;
+    for (const auto& u : env->membership_service.users_) {
+      synced |= u.id() == guest.user().id() &&
+                u.status() == mv1::DirectoryUser::EXPIRED;
+    }
+    EXPECT_TRUE(synced);
   }
-  EXPECT_TRUE(synced);
+  // An admin gives a new end date: the guest is back.
+  v1::ReactivateUserRequest reactivate;
+  reactivate.set_user_id(guest.user().id());
+  reactivate.mutable_access_expire_time()->set_seconds(1000);
+  EXPECT_EQ(env->stub->ReactivateUser(Ctx(ws.admin_token).get(), reactivate, &user)
+                .error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  *reactivate.mutable_access_expire_time() =
+      ToTimestamp(env->clock.Now() + absl::Hours(24 * 10));
+  ASSERT_TRUE(env->stub->ReactivateUser(Ctx(ws.admin_token).get(), reactivate, &user).ok());
+  EXPECT_EQ(user.status(), v1::ACTIVE);
+  ASSERT_TRUE(env->stub->GetUser(Ctx(guest.token()).get(), get, &user).ok());
 }
 
 TEST_F(IdentityTest, InternalMethodsNeedTheInternalCredential) {
@@ -1017,6 +1046,17 @@ TEST_F(IdentityTest, InternalMethodsNeedTheInternalCredential) {
   ctx2->AddMetadata(kInternalTokenKey, kInternalToken);
   ASSERT_TRUE(env->stub->BatchGetUsers(ctx2.get(), batch, &got).ok());
   ASSERT_EQ(got.users_size(), 1);
+
+  // The internal credential is accepted only in its own header, never as
+  // a bearer token (which the gateway forwards from outside).
+  v1::ListAdminsResponse none;
+  EXPECT_EQ(env->stub->ListAdmins(Ctx(kInternalToken).get(), req, &none).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  v1::AuthenticateRequest auth;
+  auth.set_token(kInternalToken);
+  v1::Principal p;
+  EXPECT_EQ(env->stub->Authenticate(Ctx("").get(), auth, &p).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
 
   v1::GetImportRequest gi;
   v1::ImportReport report;

@@ -49,6 +49,14 @@ std::string DerivedUuid(const std::string& secret, const std::string& seed) {
                       "-8", h.substr(17, 3), "-", h.substr(20, 12));
 }
 
+// Admins, the member who sent it, and API keys with invitations.write.
+bool MayManageInvitation(const Principal& caller, const InvitationRecord& inv) {
+  return IsAdminOf(caller, inv.workspace_id) ||
+         (IsUser(caller) && caller.user_id() == inv.inviter_id) ||
+         (IsApiKey(caller) && caller.workspace_id() == inv.workspace_id &&
+          HasScope(caller, "invitations.write"));
+}
+
 std::string UtcDate(absl::Time t) {
   return absl::FormatTime("%Y-%m-%d", t, absl::UTCTimeZone());
 }
@@ -394,8 +402,7 @@ grpc::Status IdentityServiceImpl::ResendInvitation(
                   "invitation ", req->invitation_id(), " does not exist"));
             }
             inv = *found;
-            if (!IsAdminOf(caller, inv.workspace_id) &&
-                !(IsUser(caller) && caller.user_id() == inv.inviter_id)) {
+            if (!MayManageInvitation(caller, inv)) {
               return absl::PermissionDeniedError(
                   "only admins and the member who sent it may resend an "
                   "invitation");
@@ -453,8 +460,7 @@ grpc::Status IdentityServiceImpl::RevokeInvitation(
             "invitation ", req->invitation_id(), " does not exist"));
       }
       InvitationRecord inv = *found;
-      if (!IsAdminOf(caller, inv.workspace_id) &&
-          !(IsUser(caller) && caller.user_id() == inv.inviter_id)) {
+      if (!MayManageInvitation(caller, inv)) {
         return absl::PermissionDeniedError(
             "only admins and the member who sent it may revoke an invitation");
       }

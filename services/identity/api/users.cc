@@ -258,10 +258,11 @@ absl::StatusOr<v1::User> IdentityServiceImpl::ChangeStatus(
     }
     user.status = *next;
     if (new_expire.has_value()) user.access_expire_time = *new_expire;
-    if (*next == v1::SUSPENDED || *next == v1::ARCHIVED) {
-      RETURN_IF_ERROR(tx.DeleteUserSessions(user.id));
-    }
+    // A suspended user's sessions stay (every call is refused with
+    // PERMISSION_DENIED naming the status, as callers expect); an archived
+    // user's sessions end for good.
     if (*next == v1::ARCHIVED) {
+      RETURN_IF_ERROR(tx.DeleteUserSessions(user.id));
       RETURN_IF_ERROR(tx.RevokePendingInvitations(user.id));
     }
     ASSIGN_OR_RETURN(result, tx.UpdateUser(user, now));

@@ -537,6 +537,9 @@ absl::Status ImportService::Execute(Job& job) {
                                                          : Action::kUnchanged;
   }
 
+  // The lookups are done with: free them before the batches and the writes.
+  decltype(existing)().swap(existing);
+  decltype(access)().swap(access);
   phase("plan");
   // 3. Membership's verdict (licences, groups) on the changing rows.
   std::vector<size_t> changing;
@@ -568,6 +571,7 @@ absl::Status ImportService::Execute(Job& job) {
   auto record_failures = [&](size_t start, const mv1::ApplyGrantsResponse& r) {
     int failures = 0;
     for (int k = 0; k < r.results_size(); ++k) {
+      if (start + k >= changing.size()) break;  // a peer answering too much
       const mv1::UserGrantResult& result = r.results(k);
       if (result.ok()) continue;
       ++failures;

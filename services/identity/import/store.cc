@@ -3,6 +3,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "common/status_macros.h"
 #include "services/identity/import/rows.h"
 
@@ -35,8 +36,12 @@ ExistingUser UserFromRow(const pg::Result& r, int i) {
   return u;
 }
 
+// Rows per statement: bounds the size of the array parameters (memory)
+// while keeping round trips per import in the tens, not per row.
+constexpr size_t kRowsPerStatement = 5000;
+
 template <typename T, typename F>
-pg::Param Array(const std::vector<T>& items, F field) {
+pg::Param Array(absl::Span<const T> items, F field) {
   std::vector<std::string> values;
   values.reserve(items.size());
   for (const T& item : items) values.push_back(field(item));
@@ -171,7 +176,9 @@ absl::Status ImportStore::Apply(const ImportWrites& w) {
   ASSIGN_OR_RETURN(pg::PooledConnection conn, pool_->Acquire());
   pg::Transaction tx(conn);
   RETURN_IF_ERROR(tx.status());
-  if (!w.creates.empty()) {
+  for (size_t start = 0; start < w.creates.size(); start += kRowsPerStatement) {
+    const absl::Span<const NewUser> part =
+        absl::MakeConstSpan(w.creates).subspan(start, kRowsPerStatement);
     auto user = [](const NewUser& n) -> const ExistingUser& { return n.user; };
     RETURN_IF_ERROR(
         tx.Exec(
@@ -186,39 +193,35 @@ absl::Status ImportStore::Apply(const ImportWrites& w) {
               "AS u(id, username, email, first_name, last_name, kind, "
               "metadata)",
               {w.workspace_id, pg::Time(w.now),
-               Array(w.creates, [&](const NewUser& n) { return user(n).id; }),
-               Array(w.creates,
-                     [&](const NewUser& n) { return user(n).username; }),
-               Array(w.creates,
-                     [&](const NewUser& n) { return user(n).email; }),
-               Array(w.creates,
+               Array(part, [&](const NewUser& n) { return user(n).id; }),
+               Array(part, [&](const NewUser& n) { return user(n).username; }),
+               Array(part, [&](const NewUser& n) { return user(n).email; }),
+               Array(part,
                      [&](const NewUser& n) { return user(n).first_name; }),
-               Array(w.creates,
-                     [&](const NewUser& n) { return user(n).last_name; }),
-               Array(w.creates,
+               Array(part, [&](const NewUser& n) { return user(n).last_name; }),
+               Array(part,
                      [&](const NewUser& n) {
                        return v1::UserKind_Name(user(n).kind);
                      }),
-               Array(w.creates,
-                     [&](const NewUser& n) { return user(n).metadata; })})
+               Array(part, [&](const NewUser& n) { return user(n).metadata; })})
             .status());
     RETURN_IF_ERROR(
-        tx.Exec(
-              "INSERT INTO identity.invitations (id, workspace_id, user_id, "
-              "inviter_id, token_hash, state, expire_time, create_time) "
-              "SELECT i.id, $1::uuid, i.user_id, $2::uuid, i.token_hash, "
-              "'PENDING', $3, $4 "
-              "FROM unnest($5::uuid[], $6::uuid[], $7::text[]) "
-              "AS i(id, user_id, token_hash)",
-              {w.workspace_id, pg::NullIfEmpty(w.inviter_id),
-               pg::Time(w.invitation_expire_time), pg::Time(w.now),
-               Array(w.creates,
-                     [](const NewUser& n) { return n.invitation_id; }),
-               Array(w.creates, [](const NewUser& n) { return n.user.id; }),
-               Array(w.creates, [](const NewUser& n) { return n.token_hash; })})
+        tx.Exec("INSERT INTO identity.invitations (id, workspace_id, user_id, "
+                "inviter_id, token_hash, state, expire_time, create_time) "
+                "SELECT i.id, $1::uuid, i.user_id, $2::uuid, i.token_hash, "
+                "'PENDING', $3, $4 "
+                "FROM unnest($5::uuid[], $6::uuid[], $7::text[]) "
+                "AS i(id, user_id, token_hash)",
+                {w.workspace_id, pg::NullIfEmpty(w.inviter_id),
+                 pg::Time(w.invitation_expire_time), pg::Time(w.now),
+                 Array(part, [](const NewUser& n) { return n.invitation_id; }),
+                 Array(part, [](const NewUser& n) { return n.user.id; }),
+                 Array(part, [](const NewUser& n) { return n.token_hash; })})
             .status());
   }
-  if (!w.updates.empty()) {
+  for (size_t start = 0; start < w.updates.size(); start += kRowsPerStatement) {
+    const absl::Span<const ExistingUser> part =
+        absl::MakeConstSpan(w.updates).subspan(start, kRowsPerStatement);
     ASSIGN_OR_RETURN(
         pg::Result r,
         tx.Exec(
@@ -234,31 +237,31 @@ absl::Status ImportStore::Apply(const ImportWrites& w) {
             "WHERE u.id = v.id AND u.workspace_id = $1::uuid "
             "AND u.version = v.version",
             {w.workspace_id, pg::Time(w.now),
-             Array(w.updates, [](const ExistingUser& u) { return u.id; }),
-             Array(w.updates,
+             Array(part, [](const ExistingUser& u) { return u.id; }),
+             Array(part,
                    [](const ExistingUser& u) {
                      return std::to_string(u.version);
                    }),
-             Array(w.updates, [](const ExistingUser& u) { return u.username; }),
-             Array(w.updates, [](const ExistingUser& u) { return u.email; }),
-             Array(w.updates,
-                   [](const ExistingUser& u) { return u.first_name; }),
-             Array(w.updates,
-                   [](const ExistingUser& u) { return u.last_name; }),
-             Array(w.updates,
+             Array(part, [](const ExistingUser& u) { return u.username; }),
+             Array(part, [](const ExistingUser& u) { return u.email; }),
+             Array(part, [](const ExistingUser& u) { return u.first_name; }),
+             Array(part, [](const ExistingUser& u) { return u.last_name; }),
+             Array(part,
                    [](const ExistingUser& u) {
                      return v1::UserKind_Name(u.kind);
                    }),
-             Array(w.updates,
-                   [](const ExistingUser& u) { return u.metadata; })}));
-    if (r.AffectedRows() != static_cast<int64_t>(w.updates.size())) {
+             Array(part, [](const ExistingUser& u) { return u.metadata; })}));
+    if (r.AffectedRows() != static_cast<int64_t>(part.size())) {
       return absl::AbortedError(
           "some users changed while the import ran; upload the file again");
     }
   }
-  if (!w.archives.empty()) {
+  for (size_t start = 0; start < w.archives.size();
+       start += kRowsPerStatement) {
+    const absl::Span<const ExistingUser> part =
+        absl::MakeConstSpan(w.archives).subspan(start, kRowsPerStatement);
     const pg::Param ids =
-        Array(w.archives, [](const ExistingUser& u) { return u.id; });
+        Array(part, [](const ExistingUser& u) { return u.id; });
     ASSIGN_OR_RETURN(
         pg::Result r,
         tx.Exec("UPDATE identity.users AS u SET status = 'ARCHIVED', "
@@ -267,10 +270,10 @@ absl::Status ImportStore::Apply(const ImportWrites& w) {
                 "WHERE u.id = v.id AND u.workspace_id = $1::uuid "
                 "AND u.version = v.version",
                 {w.workspace_id, pg::Time(w.now), ids,
-                 Array(w.archives, [](const ExistingUser& u) {
+                 Array(part, [](const ExistingUser& u) {
                    return std::to_string(u.version);
                  })}));
-    if (r.AffectedRows() != static_cast<int64_t>(w.archives.size())) {
+    if (r.AffectedRows() != static_cast<int64_t>(part.size())) {
       return absl::AbortedError(
           "some users changed while the import ran; upload the file again");
     }

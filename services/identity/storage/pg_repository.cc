@@ -336,8 +336,8 @@ class PgTx final : public IdentityTx {
     if (!q.prefix.empty()) {
       params.push_back(q.prefix);
       const size_t p = params.size();
-      // One range scan per C-collated key (each an index-only scan), united
-      // into the set of matching ids, so only matches are fetched and sorted.
+      // For counting: one range scan per C-collated key (each index-only),
+      // united into the set of matching ids.
       auto branch = [p](const char* col) {
         return absl::StrCat("SELECT id FROM identity.users WHERE workspace_id "
                             "= $1 AND ", col, " >= lower($", p,
@@ -348,7 +348,17 @@ class PgTx final : public IdentityTx {
           absl::StrCat(branch("email_lc"), " UNION ", branch("username_lc"),
                        " UNION ", branch("first_lc"), " UNION ",
                        branch("last_lc"), " UNION ", branch("name_lc"));
-      absl::StrAppend(&where, " AND id IN (", matching_ids, ")");
+      // The page itself keeps the OR form: the planner then walks the sort
+      // index and filters when matches are dense, or unions the ranges and
+      // sorts when they are rare.
+      auto range = [p](const char* col) {
+        return absl::StrCat("(", col, " >= lower($", p, ") COLLATE \"C\" AND ",
+                            col, " < (lower($", p,
+                            ") || chr(1114111)) COLLATE \"C\")");
+      };
+      absl::StrAppend(&where, " AND (", range("email_lc"), " OR ",
+                      range("username_lc"), " OR ", range("first_lc"), " OR ",
+                      range("last_lc"), " OR ", range("name_lc"), ")");
     }
     UserPage page;
     if (q.count_total && q.prefix.empty()) {
