@@ -125,7 +125,7 @@ TEST_F(GuestFlowTest, InviteAcceptAndGuestLimits) {
   auto lookup = stack_->Http("POST", "/v1/invitations:lookup",
                              json{{"token", token}}.dump());
   ASSERT_EQ(lookup.status, 200) << lookup.body;
-  EXPECT_EQ(Body(lookup)["email"], "gia@partner.example");
+  EXPECT_EQ(Body(lookup)["email"], "Gia@Partner.example");
 
   auto accept = stack_->Http(
       "POST", "/v1/invitations:accept",
