@@ -10,17 +10,19 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 bash deploy/local/install-deps.sh
 
-BAZEL_FLAGS=(--test_output=errors --keep_going)
+# Benchmarks carry the "bench" tag and run only with GUESTLIST_BENCH=1.
+BAZEL_FLAGS=(--test_output=errors --keep_going --test_tag_filters=-bench)
 echo "== bazel test //... ==" >&2
 bazel test "${BAZEL_FLAGS[@]}" //...
 
 if [[ "${GUESTLIST_ASAN:-1}" == "1" ]]; then
   echo "== bazel test --config=asan (unit and PostgreSQL tests) ==" >&2
-  bazel test "${BAZEL_FLAGS[@]}" --config=asan --test_tag_filters=-no-asan //...
+  bazel test "${BAZEL_FLAGS[@]}" --config=asan --test_tag_filters=-bench,-e2e //...
 fi
 
 if [[ "${GUESTLIST_BENCH:-0}" == "1" ]]; then
   echo "== benchmarks ==" >&2
-  bash tests/bench/run_all.sh
+  bazel test -c opt --test_output=all --test_tag_filters=bench \
+    --per_file_copt=tests/testing/postgres.cc@-Wno-unused-result //tests/bench/...
 fi
 echo "all tests passed"
