@@ -199,7 +199,8 @@ std::string BuildOpenApi(const RouteTable& routes, const std::string& title) {
           // Drop the prefix message itself, list its fields by JSON name.
           json kept = json::array();
           for (auto& p : params) {
-            if (p["name"].get<std::string>().rfind(route.query_prefix + ".",
+            if (p["in"] != "query" ||
+                p["name"].get<std::string>().rfind(route.query_prefix + ".",
                                                    0) != 0) {
               kept.push_back(p);
             }

@@ -155,6 +155,17 @@ TEST(TranscoderTest, BodyFieldQueryAndPath) {
               ElementsAre("first_name", "access_expire_time"));
 }
 
+// Found by the fuzz target: a mask path that is not UTF-8 made a message
+// the service could not parse.
+TEST(TranscoderTest, FieldMaskPathsAreValidated) {
+  identity::v1::UpdateUserRequest req;
+  auto s = SetFieldFromString(&req, "updateMask", "firstName,last\xffName");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("updateMask"));
+  EXPECT_TRUE(SetFieldFromString(&req, "update_mask", "settings.invitationTtl").ok());
+  EXPECT_THAT(req.update_mask().paths(), ElementsAre("settings.invitation_ttl"));
+}
+
 TEST(TranscoderTest, QueryEnumsRepeatedAndErrors) {
   auto m = Table().Find("GET", "/v1/workspaces/w1/users");
   ASSERT_EQ(m.outcome, RouteTable::Outcome::kFound);
@@ -289,6 +300,7 @@ TEST(OpenApiTest, DescribesRoutesAndSchemas) {
   EXPECT_THAT(doc, HasSubstr("\"operationId\":\"IdentityService_ListUsers\""));
   EXPECT_THAT(doc, HasSubstr("\"name\":\"pageSize\""));
   EXPECT_THAT(doc, HasSubstr("\"name\":\"dryRun\""));
+  EXPECT_THAT(doc, HasSubstr("{\"in\":\"path\",\"name\":\"options.workspace_id\""));
 }
 
 TEST(MetricsTest, RendersCountersAndHistogram) {

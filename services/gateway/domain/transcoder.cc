@@ -196,10 +196,21 @@ absl::Status SetLeaf(Message* message, const FieldDescriptor* field,
       }
       if (type == "google.protobuf.FieldMask") {
         auto* mask = static_cast<google::protobuf::FieldMask*>(sub);
+        std::vector<std::string> paths;
         for (absl::string_view p :
              absl::StrSplit(value, ',', absl::SkipWhitespace())) {
-          mask->add_paths(CamelToSnake(absl::StripAsciiWhitespace(p)));
+          p = absl::StripAsciiWhitespace(p);
+          for (char c : p) {
+            if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) &&
+                c != '_' && c != '.') {
+              return BadValue(path, value,
+                              "comma-separated field paths such as "
+                              "\"firstName,lastName\"");
+            }
+          }
+          paths.push_back(CamelToSnake(p));
         }
+        for (auto& p : paths) mask->add_paths(std::move(p));
         return absl::OkStatus();
       }
       if (type == "google.protobuf.Timestamp" ||
