@@ -1,5 +1,6 @@
 // identity: wires flags, the database, peers, background jobs and the gRPC
 // server together. No rules live here.
+#include <algorithm>
 #include <memory>
 
 #include "absl/flags/flag.h"
@@ -18,6 +19,9 @@
 #include "services/identity/clients/outbox_relay.h"
 #include "services/identity/clients/peers.h"
 #include "services/identity/identity_migrations.h"
+#include "services/identity/import/import_flags.h"
+#include "services/identity/import/peers.h"
+#include "services/identity/import/store.h"
 #include "services/identity/storage/pg_repository.h"
 
 ABSL_FLAG(absl::Duration, session_ttl, absl::Hours(12),
@@ -73,7 +77,24 @@ int main(int argc, char** argv) {
   guestlist::IdempotencyStore idempotency("identity", internal_token);
   gi::PgRepository repository(pool.get(), &idempotency);
   gi::PasswordHasher hasher;
-  gi::ImportHandlers imports;
+  // Bulk CSV import/export: its own store and peer clients; batch RPCs
+  // get a longer deadline than single calls.
+  const absl::Duration import_peer_timeout =
+      std::max(peer_timeout, absl::Seconds(60));
+  gi::import::ImportStore import_store(pool.get());
+  gi::import::GrpcMembershipPeer import_membership(
+      guestlist::membership::v1::MembershipService::NewStub(*membership_channel),
+      internal_token, import_peer_timeout);
+  gi::import::GrpcMailPeer import_mail(
+      guestlist::notification::v1::NotificationService::NewStub(
+          *notification_channel),
+      internal_token, import_peer_timeout);
+  gi::import::ImportConfig import_config = gi::import::ImportConfigFromFlags();
+  import_config.public_url = absl::GetFlag(FLAGS_public_url);
+  gi::import::ImportService import_service(
+      import_config,
+      {&import_store, &import_membership, &import_mail, &clock, &random});
+  gi::ImportHandlers imports(&import_service);
   guestlist::OutboxRelay relay(pool.get(), "identity");
   gi::RegisterOutboxHandlers(&relay, &membership, &notification);
   gi::ExpirySweeper sweeper(
@@ -96,6 +117,9 @@ int main(int argc, char** argv) {
   deps.imports = &imports;
   deps.kick_outbox = [&relay] { relay.Wake(); };
   gi::IdentityServiceImpl service(options, deps);
+  imports.SetAuthenticator(internal_token, [&service](const std::string& t) {
+    return service.AuthenticateToken(t);
+  });
 
   auto credentials = guestlist::ServerCredentials();
   if (!credentials.ok()) {

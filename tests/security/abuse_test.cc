@@ -104,7 +104,8 @@ TEST_F(AbuseTest, UsedRevokedAndUnknownTokensAreRefusedAlike) {
       *admin_);
   ASSERT_EQ(list.status, 200) << list.body;
   std::string revoked_id;
-  for (const auto& inv : Body(list)["invitations"]) {
+  const json listed = Body(list);
+  for (const auto& inv : listed["invitations"]) {
     if (inv["user"]["email"] == "revoked@guest.example") revoked_id = inv["id"];
   }
   ASSERT_FALSE(revoked_id.empty()) << list.body;
@@ -156,6 +157,7 @@ TEST_F(AbuseTest, RequestFloodSendsOneEmailPerAdmin) {
   EXPECT_EQ(server_errors.load(), 0);
   // Exactly one access_request email for the (only) admin, not deduplicated.
   int sent_like = 0;
+  std::string last_body;
   for (int attempt = 0; attempt < 50; ++attempt) {
     auto msgs = stack_->Http(
         "GET",
@@ -163,13 +165,15 @@ TEST_F(AbuseTest, RequestFloodSendsOneEmailPerAdmin) {
         "", *admin_);
     ASSERT_EQ(msgs.status, 200) << msgs.body;
     sent_like = 0;
-    for (const auto& m : Body(msgs)["messages"]) {
+    last_body = msgs.body;
+    const json page = Body(msgs);
+    for (const auto& m : page["messages"]) {
       if (m["state"] == "QUEUED" || m["state"] == "SENT") ++sent_like;
     }
     if (sent_like > 0) break;
     absl::SleepFor(absl::Milliseconds(100));
   }
-  EXPECT_EQ(sent_like, 1);
+  EXPECT_EQ(sent_like, 1) << last_body;
 }
 
 TEST_F(AbuseTest, PasswordGuessingIsRateLimited) {

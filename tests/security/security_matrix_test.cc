@@ -4,8 +4,8 @@
 // workspace's own admin, from one table with the expected result of each
 // cell. Calls that change something get a fresh target per cell, so cells
 // do not depend on each other. Afterwards no token may appear in the logs.
-#include <nlohmann/json.hpp>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -44,7 +44,7 @@ enum Role {
   kRoles
 };
 constexpr const char* kRoleNames[kRoles] = {
-    "anonymous", "guest",     "member",   "group admin",
+    "anonymous",      "guest",     "member",   "group admin",
     "other-ws admin", "suspended", "operator", "admin"};
 
 // Expected result of one cell:
@@ -114,10 +114,11 @@ class SecurityMatrixTest : public ::testing::Test {
     HttpResponse suspend =
         Call("POST", "/v1/users/" + suspended_id + ":suspend", "{}");
     ASSERT_EQ(suspend.status, 200) << suspend.body;
-    HttpResponse enable = Call(
-        "PATCH", "/v1/workspaces/" + f_->ws +
-                     "?updateMask=settings.requestAccessEnabled",
-        R"({"settings": {"requestAccessEnabled": true}})");
+    HttpResponse enable =
+        Call("PATCH",
+             "/v1/workspaces/" + f_->ws +
+                 "?updateMask=settings.requestAccessEnabled",
+             R"({"settings": {"requestAccessEnabled": true}})");
     ASSERT_EQ(enable.status, 200) << enable.body;
     f_->request = FreshAccessRequest();
     // One message for GetMessage.
@@ -183,11 +184,11 @@ class SecurityMatrixTest : public ::testing::Test {
         stack_->operator_token());
     EXPECT_EQ(r.status, 200) << r.body;
     const std::string id = Body(r).value("id", "");
-    HttpResponse login = stack_->Http(
-        "POST", "/v1/workspaces/" + id + "/sessions",
-        json{{"username", "admin@" + name + ".example"},
-             {"password", kPassword}}
-            .dump());
+    HttpResponse login =
+        stack_->Http("POST", "/v1/workspaces/" + id + "/sessions",
+                     json{{"username", "admin@" + name + ".example"},
+                          {"password", kPassword}}
+                         .dump());
     EXPECT_EQ(login.status, 200) << login.body;
     *admin = Body(login).value("token", "");
     // Membership learns of a new workspace through identity's outbox.
@@ -239,9 +240,9 @@ class SecurityMatrixTest : public ::testing::Test {
     return Body(accept).value("token", "");
   }
   static std::string FreshGroup() {
-    return MustId(Call("POST", Ws("/groups"),
-                       json{{"name", Unique("Group ")}, {"visibility", "OPEN"}}
-                           .dump()));
+    return MustId(
+        Call("POST", Ws("/groups"),
+             json{{"name", Unique("Group ")}, {"visibility", "OPEN"}}.dump()));
   }
   static std::string FreshApp() {
     return MustId(Call("POST", Ws("/apps"),
@@ -284,7 +285,9 @@ TEST_F(SecurityMatrixTest, EveryRouteForEveryRole) {
                             .dump()};
        }},
       {"GetWorkspace", "U***DD*Y",
-       [&](Role) { return Request{"GET", "/v1/workspaces/" + f.ws, ""}; }},
+       [&](Role) {
+         return Request{"GET", "/v1/workspaces/" + f.ws, ""};
+       }},
       {"UpdateWorkspace", "UDDDDD*Y",
        [&](Role) {
          return Request{"PATCH",
@@ -294,10 +297,10 @@ TEST_F(SecurityMatrixTest, EveryRouteForEveryRole) {
        }},
       {"Login", "Y*******",
        [&](Role) {
-         return Request{"POST", "/v1/workspaces/" + f.ws + "/sessions",
-                        json{{"username", "admin@matrix.example"},
-                             {"password", kPassword}}
-                            .dump()};
+         return Request{
+             "POST", "/v1/workspaces/" + f.ws + "/sessions",
+             json{{"username", "admin@matrix.example"}, {"password", kPassword}}
+                 .dump()};
        }},
       // identity: invitations
       {"InviteUser (guest)", "UD**DD*Y",
@@ -319,19 +322,21 @@ TEST_F(SecurityMatrixTest, EveryRouteForEveryRole) {
                             .dump()};
        }},
       {"ListInvitations", "UDYYDD*Y",
-       [&](Role) { return Request{"GET", F::Ws("/invitations"), ""}; }},
+       [&](Role) {
+         return Request{"GET", F::Ws("/invitations"), ""};
+       }},
       {"ResendInvitation", "UD**DD*Y",
        [&](Role) {
          return Request{"POST",
-                        "/v1/invitations/" + F::Invite("GUEST", {}).invitation_id +
-                            ":resend",
+                        "/v1/invitations/" +
+                            F::Invite("GUEST", {}).invitation_id + ":resend",
                         "{}"};
        }},
       {"RevokeInvitation", "UD**DD*Y",
        [&](Role) {
          return Request{"POST",
-                        "/v1/invitations/" + F::Invite("GUEST", {}).invitation_id +
-                            ":revoke",
+                        "/v1/invitations/" +
+                            F::Invite("GUEST", {}).invitation_id + ":revoke",
                         "{}"};
        }},
       {"GetInvitation", "Y*******",
@@ -348,7 +353,9 @@ TEST_F(SecurityMatrixTest, EveryRouteForEveryRole) {
        }},
       // identity: users
       {"GetUser (admin's profile)", "UD**DD*Y",
-       [&](Role) { return Request{"GET", "/v1/users/" + f.admin_id, ""}; }},
+       [&](Role) {
+         return Request{"GET", "/v1/users/" + f.admin_id, ""};
+       }},
       {"UpdateUser (another user)", "UDDDDD*Y",
        [&](Role) {
          return Request{"PATCH",
@@ -357,12 +364,14 @@ TEST_F(SecurityMatrixTest, EveryRouteForEveryRole) {
                         R"({"firstName": "Renamed"})"};
        }},
       {"ListUsers", "UD**DD*Y",
-       [&](Role) { return Request{"GET", F::Ws("/users"), ""}; }},
+       [&](Role) {
+         return Request{"GET", F::Ws("/users"), ""};
+       }},
       {"SuspendUser", "UDDDDD*Y",
        [&](Role) {
-         return Request{"POST",
-                        "/v1/users/" + F::Invite("GUEST", {}).user_id + ":suspend",
-                        "{}"};
+         return Request{
+             "POST", "/v1/users/" + F::Invite("GUEST", {}).user_id + ":suspend",
+             "{}"};
        }},
       {"ReactivateUser", "UDDDDD*Y",
        [&](Role) {
@@ -372,21 +381,25 @@ TEST_F(SecurityMatrixTest, EveryRouteForEveryRole) {
        }},
       {"ArchiveUser", "UDDDDD*Y",
        [&](Role) {
-         return Request{"POST",
-                        "/v1/users/" + F::Invite("GUEST", {}).user_id + ":archive",
-                        "{}"};
+         return Request{
+             "POST", "/v1/users/" + F::Invite("GUEST", {}).user_id + ":archive",
+             "{}"};
        }},
       {"ConvertGuestToMember", "UDDDDD*Y",
        [&](Role) {
-         return Request{"POST",
-                        "/v1/users/" + F::Invite("GUEST", {}).user_id +
-                            ":convertToMember",
-                        "{}"};
+         return Request{
+             "POST",
+             "/v1/users/" + F::Invite("GUEST", {}).user_id + ":convertToMember",
+             "{}"};
        }},
       {"ExportUsers", "UD**DD*Y",
-       [&](Role) { return Request{"GET", F::Ws("/users:export"), ""}; }},
+       [&](Role) {
+         return Request{"GET", F::Ws("/users:export"), ""};
+       }},
       {"GetImportTemplate", "UD**DD*Y",
-       [&](Role) { return Request{"GET", F::Ws("/users:template"), ""}; }},
+       [&](Role) {
+         return Request{"GET", F::Ws("/users:template"), ""};
+       }},
       // identity: API keys
       {"CreateApiKey", "UDDDDD*Y",
        [&](Role) {
@@ -394,7 +407,9 @@ TEST_F(SecurityMatrixTest, EveryRouteForEveryRole) {
                         R"({"displayName": "ci", "scopes": ["users.read"]})"};
        }},
       {"ListApiKeys", "UDDDDD*Y",
-       [&](Role) { return Request{"GET", F::Ws("/apiKeys"), ""}; }},
+       [&](Role) {
+         return Request{"GET", F::Ws("/apiKeys"), ""};
+       }},
       {"DeleteApiKey", "UDDDDD*Y",
        [&](Role) {
          const std::string id = F::MustId(
@@ -412,7 +427,9 @@ TEST_F(SecurityMatrixTest, EveryRouteForEveryRole) {
                             .dump()};
        }},
       {"ListAccessRequests", "UD**DD*Y",
-       [&](Role) { return Request{"GET", F::Ws("/accessRequests"), ""}; }},
+       [&](Role) {
+         return Request{"GET", F::Ws("/accessRequests"), ""};
+       }},
       // RequestAccess is rate limited per address (20/h): refused roles
       // aim at the setup's pending request, the others at fresh ones.
       {"ApproveAccessRequest", "UD**DD*Y",
@@ -436,13 +453,18 @@ TEST_F(SecurityMatrixTest, EveryRouteForEveryRole) {
       // membership: apps
       {"CreateApp", "UDDDDD*Y",
        [&](Role) {
-         return Request{"POST", F::Ws("/apps"),
-                        json{{"slug", F::Unique("newapp")}, {"name", "N"}}.dump()};
+         return Request{
+             "POST", F::Ws("/apps"),
+             json{{"slug", F::Unique("newapp")}, {"name", "N"}}.dump()};
        }},
       {"ListApps", "U***DD*Y",
-       [&](Role) { return Request{"GET", F::Ws("/apps"), ""}; }},
+       [&](Role) {
+         return Request{"GET", F::Ws("/apps"), ""};
+       }},
       {"DeleteApp", "UDDDDD*Y",
-       [&](Role) { return Request{"DELETE", "/v1/apps/" + F::FreshApp(), ""}; }},
+       [&](Role) {
+         return Request{"DELETE", "/v1/apps/" + F::FreshApp(), ""};
+       }},
       {"SetAppPrivilege", "UDDDDD*Y",
        [&](Role) {
          return Request{"PUT",
@@ -455,34 +477,45 @@ TEST_F(SecurityMatrixTest, EveryRouteForEveryRole) {
          const std::string user = F::Invite("GUEST", {f.group}).user_id;
          F::Call("PUT", "/v1/apps/" + f.app + "/privileges/" + user,
                  R"({"privilege": "VIEWER"})");
-         return Request{"DELETE",
-                        "/v1/apps/" + f.app + "/privileges/" + user, ""};
+         return Request{"DELETE", "/v1/apps/" + f.app + "/privileges/" + user,
+                        ""};
        }},
       {"ListAppAccess", "UDDDDD*Y",
-       [&](Role) { return Request{"GET", F::Ws("/appAccess"), ""}; }},
+       [&](Role) {
+         return Request{"GET", F::Ws("/appAccess"), ""};
+       }},
       {"GetLicenseUsage", "UD**DD*Y",
-       [&](Role) { return Request{"GET", F::Ws("/license"), ""}; }},
+       [&](Role) {
+         return Request{"GET", F::Ws("/license"), ""};
+       }},
       // membership: groups
       {"CreateGroup", "UD**DD*Y",
        [&](Role) {
-         return Request{"POST", F::Ws("/groups"),
-                        json{{"name", F::Unique("Made ")},
-                             {"visibility", "OPEN"}}
-                            .dump()};
+         return Request{
+             "POST", F::Ws("/groups"),
+             json{{"name", F::Unique("Made ")}, {"visibility", "OPEN"}}.dump()};
        }},
       {"ListGroups", "UYYYDD*Y",
-       [&](Role) { return Request{"GET", F::Ws("/groups"), ""}; }},
+       [&](Role) {
+         return Request{"GET", F::Ws("/groups"), ""};
+       }},
       {"GetGroup (guest's group)", "UYYYDD*Y",
-       [&](Role) { return Request{"GET", "/v1/groups/" + f.group, ""}; }},
+       [&](Role) {
+         return Request{"GET", "/v1/groups/" + f.group, ""};
+       }},
       {"GetGroup (open group, guest not in it)", "UD**DD*Y",
-       [&](Role) { return Request{"GET", "/v1/groups/" + f.other_group, ""}; }},
+       [&](Role) {
+         return Request{"GET", "/v1/groups/" + f.other_group, ""};
+       }},
       {"UpdateGroup (group admin's group)", "UDDYDD*Y",
        [&](Role) {
          return Request{"PATCH", "/v1/groups/" + f.group + "?updateMask=name",
                         R"({"name": "Partners"})"};
        }},
       {"DeleteGroup", "UDDDDD*Y",
-       [&](Role) { return Request{"DELETE", "/v1/groups/" + F::FreshGroup(), ""}; }},
+       [&](Role) {
+         return Request{"DELETE", "/v1/groups/" + F::FreshGroup(), ""};
+       }},
       // A plain member adding a member to an OPEN group: the contract does
       // not say (200 today); making someone GROUP_ADMIN it does.
       {"AddGroupMember (group admin's group)", "UD*YDD*Y",
@@ -500,14 +533,16 @@ TEST_F(SecurityMatrixTest, EveryRouteForEveryRole) {
                             .dump()};
        }},
       {"ListGroupMembers (guest's group)", "UY*YDD*Y",
-       [&](Role) { return Request{"GET", "/v1/groups/" + f.group + "/members", ""}; }},
+       [&](Role) {
+         return Request{"GET", "/v1/groups/" + f.group + "/members", ""};
+       }},
       {"RemoveGroupMember (group admin's group)", "UDDYDD*Y",
        [&](Role) {
          const std::string user = F::Invite("MEMBER", {}).user_id;
          F::Call("POST", "/v1/groups/" + f.group + "/members",
                  json{{"userId", user}, {"role", "MEMBER"}}.dump());
-         return Request{"DELETE",
-                        "/v1/groups/" + f.group + "/members/" + user, ""};
+         return Request{"DELETE", "/v1/groups/" + f.group + "/members/" + user,
+                        ""};
        }},
       // membership: checks and directory
       {"Check", "U***DD*Y",
@@ -528,12 +563,18 @@ TEST_F(SecurityMatrixTest, EveryRouteForEveryRole) {
                             .dump()};
        }},
       {"ListDirectory", "UYYYDD*Y",
-       [&](Role) { return Request{"GET", F::Ws("/directory"), ""}; }},
+       [&](Role) {
+         return Request{"GET", F::Ws("/directory"), ""};
+       }},
       // notification
       {"GetMessage", "UDDDDD*Y",
-       [&](Role) { return Request{"GET", "/v1/messages/" + f.message, ""}; }},
+       [&](Role) {
+         return Request{"GET", "/v1/messages/" + f.message, ""};
+       }},
       {"ListMessages", "UDDDDD*Y",
-       [&](Role) { return Request{"GET", F::Ws("/messages"), ""}; }},
+       [&](Role) {
+         return Request{"GET", F::Ws("/messages"), ""};
+       }},
       {"Unsubscribe (bogus token)", "P*******",
        [&](Role) {
          return Request{"POST", "/v1/unsubscribe",
@@ -541,9 +582,8 @@ TEST_F(SecurityMatrixTest, EveryRouteForEveryRole) {
        }},
       {"GetPreferences (admin's)", "UDDDDD*Y",
        [&](Role) {
-         return Request{"GET",
-                        "/v1/users/" + f.admin_id + "/notificationPreferences",
-                        ""};
+         return Request{
+             "GET", "/v1/users/" + f.admin_id + "/notificationPreferences", ""};
        }},
       {"PublishReport", "UDDDDD**",
        [&](Role) {
@@ -596,8 +636,8 @@ TEST_F(SecurityMatrixTest, ListsOfAnotherWorkspaceShowNothing) {
   for (const char* suffix :
        {"/users", "/groups", "/apps", "/invitations", "/appAccess",
         "/directory", "/messages", "/accessRequests", "/apiKeys"}) {
-    HttpResponse r = stack_->Http("GET", "/v1/workspaces/" + f.ws + suffix,
-                                  "", f.other_admin);
+    HttpResponse r = stack_->Http("GET", "/v1/workspaces/" + f.ws + suffix, "",
+                                  f.other_admin);
     EXPECT_TRUE(r.status == 403 || r.status == 404)
         << suffix << " -> " << r.status << " " << r.body.substr(0, 200);
     EXPECT_EQ(r.body.find(f.guest_id), std::string::npos) << suffix;

@@ -480,6 +480,19 @@ grpc::Status IdentityServiceImpl::RevokeInvitation(
   }());
 }
 
+namespace {
+
+// One answer for every link that cannot be used (unknown, replaced, used,
+// revoked, expired), so the refusal tells an attacker nothing.
+absl::Status UnusableInvitationError() {
+  return absl::NotFoundError(
+      "this invitation link is not valid: it was already used, revoked, "
+      "replaced by a newer link or has expired; ask for a new invitation "
+      "(or sign in if you already accepted it)");
+}
+
+}  // namespace
+
 grpc::Status IdentityServiceImpl::GetInvitation(
     grpc::ServerContext* ctx, const v1::GetInvitationRequest* req,
     v1::InvitationInfo* resp) {
@@ -498,9 +511,7 @@ grpc::Status IdentityServiceImpl::GetInvitation(
       ASSIGN_OR_RETURN(std::optional<InvitationRecord> inv,
                        tx.FindInvitationByToken(Sha256Hex(req->token())));
       if (!inv.has_value()) {
-        return absl::NotFoundError(
-            "no invitation has this token (it may have been replaced by a "
-            "newer link); ask for a new invitation");
+        return UnusableInvitationError();
       }
       ASSIGN_OR_RETURN(WorkspaceRecord ws,
                        tx.GetWorkspace(inv->workspace_id, false));
@@ -509,6 +520,10 @@ grpc::Status IdentityServiceImpl::GetInvitation(
       if (!inv->inviter_id.empty()) {
         absl::StatusOr<UserRecord> inviter = tx.GetUser(inv->inviter_id, false);
         if (inviter.ok()) inviter_name = DisplayName(*inviter);
+      }
+      // Used, revoked and expired links look exactly like unknown ones.
+      if (EffectiveState(*inv, now) != v1::Invitation::PENDING) {
+        return UnusableInvitationError();
       }
       resp->set_workspace_display_name(ws.display_name);
       resp->set_email(user.email);
@@ -539,24 +554,15 @@ grpc::Status IdentityServiceImpl::AcceptInvitation(
                               "invitation attempts from this address"));
     const std::string token_hash = Sha256Hex(req->token());
     const absl::Time now = Now();
-    auto state_error = [](InvitationState state) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the invitation is ", InvitationStateName(state),
-          state == v1::Invitation::ACCEPTED
-              ? "; sign in with your password instead"
-              : "; ask for a new invitation"));
-    };
     UserRecord user;
     RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
       ASSIGN_OR_RETURN(std::optional<InvitationRecord> inv,
                        tx.FindInvitationByToken(token_hash));
       if (!inv.has_value()) {
-        return absl::NotFoundError(
-            "no invitation has this token (it may have been replaced by a "
-            "newer link); ask for a new invitation");
+        return UnusableInvitationError();
       }
       const InvitationState state = EffectiveState(*inv, now);
-      if (state != v1::Invitation::PENDING) return state_error(state);
+      if (state != v1::Invitation::PENDING) return UnusableInvitationError();
       ASSIGN_OR_RETURN(user, tx.GetUser(inv->user_id, false));
       return absl::OkStatus();
     }));
@@ -570,14 +576,7 @@ grpc::Status IdentityServiceImpl::AcceptInvitation(
       ASSIGN_OR_RETURN(std::optional<InvitationRecord> inv,
                        tx.ConsumeInvitation(token_hash, now));
       if (!inv.has_value()) {
-        ASSIGN_OR_RETURN(std::optional<InvitationRecord> again,
-                         tx.FindInvitationByToken(token_hash));
-        if (!again.has_value()) {
-          return absl::NotFoundError(
-              "no invitation has this token (it was replaced by a newer "
-              "link); use the newest invitation link");
-        }
-        return state_error(EffectiveState(*again, now));
+        return UnusableInvitationError();
       }
       ASSIGN_OR_RETURN(UserRecord u, tx.GetUser(inv->user_id, true));
       if (u.status != v1::INVITED) {
