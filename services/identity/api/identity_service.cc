@@ -38,6 +38,16 @@ void IdentityServiceImpl::Kick() {
   if (deps_.kick_outbox) deps_.kick_outbox();
 }
 
+void IdentityServiceImpl::SyncNow(const UserRecord& user) {
+  membership::v1::SyncUsersRequest sync;
+  *sync.add_users() = ToMembershipRecord(user);
+  const absl::Status s = deps_.membership->SyncUsers(sync);
+  if (!s.ok()) {
+    LogWarning("direct sync to membership failed; the outbox retries",
+               {{"user_id", user.id}, {"error", s.ToString()}});
+  }
+}
+
 std::string IdentityServiceImpl::ClientAddress(
     const grpc::ServerContext& ctx) const {
   const auto& md = ctx.client_metadata();

@@ -175,6 +175,10 @@ class IdentityServiceImpl final : public v1::IdentityService::Service {
   absl::Status CheckRate(const std::string& bucket, const RateLimit& limit,
                          bool hit, const std::string& what);
   void Kick();
+  // Pushes the user to membership right after a commit, so the caller's
+  // next call sees the change; the outbox row already queued is the
+  // guarantee when this best-effort push fails.
+  void SyncNow(const UserRecord& user);
 
   // Runs `body` once per idempotency key: a repeat with the same request
   // gets the stored response; with another request INVALID_ARGUMENT.

@@ -597,6 +597,7 @@ grpc::Status IdentityServiceImpl::AcceptInvitation(
                               now + options_.session_ttl};
       return tx.InsertSession(session);
     }));
+    SyncNow(activated);
     Kick();
     resp->set_token(session_token);
     *resp->mutable_user() = ToProto(activated);

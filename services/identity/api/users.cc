@@ -168,6 +168,7 @@ grpc::Status IdentityServiceImpl::UpdateUser(grpc::ServerContext* ctx,
       ASSIGN_OR_RETURN(updated, tx.UpdateUser(user, now));
       return tx.Enqueue(SyncUsersMessage(updated));
     }));
+    SyncNow(updated);
     Kick();
     *resp = ToProto(updated);
     return absl::OkStatus();
@@ -269,7 +270,10 @@ absl::StatusOr<v1::User> IdentityServiceImpl::ChangeStatus(
     changed = true;
     return tx.Enqueue(SyncUsersMessage(result));
   }));
-  if (changed) Kick();
+  if (changed) {
+    SyncNow(result);
+    Kick();
+  }
   return ToProto(result);
 }
 
