@@ -487,7 +487,8 @@ absl::Status ImportService::Execute(Job& job) {
     if (next.kind != cur->kind && cur->id == job.caller.user_id()) {
       AddError(row, "role", "you cannot change your own role");
     }
-    if (next.first_name.empty() && next.last_name.empty()) {
+    if (next.first_name.empty() && next.last_name.empty() &&
+        !(cur->first_name.empty() && cur->last_name.empty())) {
       AddError(row, "first_name",
                "first_name or last_name is required (at least one of them)");
     }

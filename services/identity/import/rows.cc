@@ -405,11 +405,10 @@ RowIntent ValidateRow(const HeaderMap& header, const CsvRecord& record,
                "is required: every row needs a username or an email");
     }
   }
-  if (!row.del && (header.has_first_name || header.has_last_name) &&
-      row.first_name.empty() && row.last_name.empty()) {
-    AddError(row, first_header,
-             "first_name or last_name is required (at least one of them)");
-  }
+  // Names are checked against the user they apply to (import_service.cc):
+  // required to create, and must not be cleared, but an existing user that
+  // never had one (a workspace's first admin) exports and re-imports as is.
+  (void)first_header;
   return row;
 }
 
