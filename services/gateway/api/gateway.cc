@@ -109,8 +109,16 @@ std::string ShortService(absl::string_view full) {
 // message that says which service and what to do.
 HttpResponse UpstreamError(const grpc::Status& status, const Route& route,
                            absl::Duration timeout) {
-  const auto code = static_cast<absl::StatusCode>(status.error_code());
+  auto code = static_cast<absl::StatusCode>(status.error_code());
   std::string message = status.error_message();
+  // The HTTP client did not cancel (its connection would be gone): an
+  // upstream CANCELLED means the service was shutting down as the call
+  // arrived, which the caller should retry like any unavailability.
+  if (code == absl::StatusCode::kCancelled) {
+    code = absl::StatusCode::kUnavailable;
+    message = absl::StrCat("the ", ShortService(route.service),
+                           " service was shutting down; retry the call");
+  }
   if (code == absl::StatusCode::kDeadlineExceeded &&
       message == "Deadline Exceeded") {
     message = absl::StrCat("the ", ShortService(route.service),

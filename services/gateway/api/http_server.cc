@@ -202,6 +202,7 @@ class HttpServer::Impl::Session final
     parser_->get().body().size = sizeof(chunk_);
     parser_->get().body().more = true;
     stream_.expires_after(ToChrono(server_->options_.idle_timeout));
+    reading_ = true;
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, size_t) {
                        self->OnBody(ec);
@@ -209,8 +210,15 @@ class HttpServer::Impl::Session final
   }
 
   void OnBody(beast::error_code ec) {
+    reading_ = false;
     if (ec == http::error::need_buffer) ec = {};
-    if (closed_ || responded_) return;
+    if (closed_) return;
+    if (responded_) {
+      // An early answer (e.g. 401 mid-upload) asked to linger while this
+      // read was still pending: Beast allows one read at a time.
+      if (lingering_) Discard();
+      return;
+    }
     if (ec) {
       if (ec == http::error::body_limit) {
         auto handler = handler_;
@@ -288,7 +296,8 @@ class HttpServer::Impl::Session final
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     linger_until_ = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    Discard();
+    lingering_ = true;
+    if (!reading_) Discard();  // else OnBody continues once its read ends
   }
 
   void Discard() {
@@ -328,6 +337,8 @@ class HttpServer::Impl::Session final
   bool responded_ = false;
   bool idle_ = false;
   bool closed_ = false;
+  bool reading_ = false;    // an async_read of the body is in flight
+  bool lingering_ = false;  // discarding input before closing
 };
 
 absl::StatusOr<int> HttpServer::Impl::Start() {
