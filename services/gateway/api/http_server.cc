@@ -179,9 +179,19 @@ class HttpServer::Impl::Session final
         beast::iequals(req[http::field::expect], "100-continue")) {
       auto cont = std::make_shared<http::response<http::empty_body>>(
           http::status::continue_, 11);
+      continue_pending_ = true;
       http::async_write(stream_, *cont,
                         [self = shared_from_this(), cont](beast::error_code ec,
                                                           size_t) {
+                          self->continue_pending_ = false;
+                          // An answer that came while `100 Continue` was
+                          // being written waited for it (one write at a
+                          // time); send it now.
+                          if (self->pending_reply_.has_value()) {
+                            HttpResponse r = std::move(*self->pending_reply_);
+                            self->pending_reply_.reset();
+                            return self->WriteResponse(std::move(r), true);
+                          }
                           if (ec) return self->AbortBody();
                           self->ReadBody();
                         });
@@ -258,6 +268,10 @@ class HttpServer::Impl::Session final
   void OnReply(HttpResponse response) {
     if (closed_ || responded_) return;
     responded_ = true;
+    if (continue_pending_) {
+      pending_reply_ = std::move(response);
+      return;
+    }
     // Replying before the whole body was read (an error mid-upload): the
     // rest of the body cannot be told from the next request.
     const bool close = response.close || !parser_->is_done();
@@ -338,6 +352,8 @@ class HttpServer::Impl::Session final
   bool idle_ = false;
   bool closed_ = false;
   bool reading_ = false;    // an async_read of the body is in flight
+  bool continue_pending_ = false;  // `100 Continue` is being written
+  std::optional<HttpResponse> pending_reply_;
   bool lingering_ = false;  // discarding input before closing
 };
 
