@@ -1,9 +1,12 @@
 #include "common/auth.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/logging.h"
 #include "common/random.h"
 
 namespace guestlist {
@@ -61,7 +64,14 @@ void AttachInternalCredential(grpc::ClientContext* to,
                               const std::string& internal_token,
                               absl::Duration timeout) {
   to->AddMetadata(kInternalTokenKey, internal_token);
-  to->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  // Inside a call, the caller's deadline caps ours and its request id
+  // follows the work.
+  const absl::Time deadline =
+      std::min(absl::Now() + timeout, CurrentCallDeadline());
+  to->set_deadline(absl::ToChronoTime(deadline));
+  if (!CurrentRequestId().empty()) {
+    to->AddMetadata("x-request-id", CurrentRequestId());
+  }
 }
 
 Principal OperatorPrincipal() {

@@ -39,7 +39,8 @@ bool HasInternalCredential(const grpc::ServerContext& context,
 void ForwardCaller(const grpc::ServerContext& from, grpc::ClientContext* to,
                    absl::Duration default_timeout);
 
-// Marks an outgoing call as made by the service itself.
+// Marks an outgoing call as made by the service itself. Its deadline is
+// `timeout` from now, capped by the deadline of the call being served.
 void AttachInternalCredential(grpc::ClientContext* to,
                               const std::string& internal_token,
                               absl::Duration timeout);

@@ -16,6 +16,7 @@ std::string& ServiceName() {
   return *name;
 }
 thread_local std::string t_request_id;
+thread_local absl::Time t_call_deadline = absl::InfiniteFuture();
 
 const char* LevelName(LogLevel level) {
   switch (level) {
@@ -53,6 +54,15 @@ void Log(LogLevel level, const std::string& msg, const LogFields& fields) {
 }
 
 const std::string& CurrentRequestId() { return t_request_id; }
+
+absl::Time CurrentCallDeadline() { return t_call_deadline; }
+
+ScopedCallDeadline::ScopedCallDeadline(absl::Time deadline)
+    : previous_(t_call_deadline) {
+  t_call_deadline = deadline;
+}
+
+ScopedCallDeadline::~ScopedCallDeadline() { t_call_deadline = previous_; }
 
 ScopedRequestId::ScopedRequestId(std::string id)
     : previous_(std::move(t_request_id)) {

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 
 namespace guestlist {
 
@@ -31,6 +32,23 @@ inline void LogError(const std::string& msg, const LogFields& fields = {}) {
 
 // The request id of the current thread's call ("" outside a call).
 const std::string& CurrentRequestId();
+
+// The deadline of the call the current thread serves (InfiniteFuture
+// outside a call or when the caller set none). Calls to peers made while
+// serving are capped by it, so a caller's deadline propagates.
+absl::Time CurrentCallDeadline();
+
+// Sets the current thread's call deadline for its lifetime.
+class ScopedCallDeadline final {
+ public:
+  explicit ScopedCallDeadline(absl::Time deadline);
+  ~ScopedCallDeadline();
+  ScopedCallDeadline(const ScopedCallDeadline&) = delete;
+  ScopedCallDeadline& operator=(const ScopedCallDeadline&) = delete;
+
+ private:
+  absl::Time previous_;
+};
 
 // Sets the current thread's request id for its lifetime, then restores it.
 class ScopedRequestId final {

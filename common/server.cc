@@ -163,6 +163,11 @@ RequestScope::RequestScope(grpc::ServerContext* context, const char* method)
   }
   context->AddInitialMetadata("x-request-id", request_id_);
   scoped_id_ = std::make_unique<ScopedRequestId>(request_id_);
+  // gRPC reports "no deadline" as a far-future time point.
+  const absl::Time deadline = absl::FromChrono(context->deadline());
+  scoped_deadline_ = std::make_unique<ScopedCallDeadline>(
+      deadline > absl::Now() + absl::Hours(24 * 365) ? absl::InfiniteFuture()
+                                                      : deadline);
 }
 
 RequestScope::~RequestScope() {

@@ -76,6 +76,7 @@ class RequestScope final {
   const char* method_;
   std::string request_id_;
   std::unique_ptr<ScopedRequestId> scoped_id_;
+  std::unique_ptr<ScopedCallDeadline> scoped_deadline_;
   absl::Time start_;
   grpc::Status status_;
   bool done_ = false;

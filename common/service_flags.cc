@@ -37,7 +37,7 @@ ABSL_FLAG(absl::Duration, grace_period, absl::Seconds(10),
           "how long in-flight calls may run after SIGTERM");
 ABSL_FLAG(absl::Duration, peer_timeout, absl::Seconds(5),
           "deadline of calls to other services when the caller set none");
-ABSL_FLAG(int, max_threads, 64,
+ABSL_FLAG(int, max_threads, 256,
           "maximum concurrent RPCs; more get RESOURCE_EXHAUSTED");
 ABSL_FLAG(std::string, tls_cert_file, "",
           "PEM certificate chain; enables TLS on the server and peers");

@@ -8,6 +8,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <mutex>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -29,6 +30,8 @@ ABSL_FLAG(int, closed_seconds, 15, "seconds per closed-loop level");
 ABSL_FLAG(std::string, rates, "500", "open-loop offered rates (per second)");
 ABSL_FLAG(int, open_seconds, 20, "seconds per open-loop rate");
 ABSL_FLAG(int, open_workers, 128, "client threads of the open-loop driver");
+ABSL_FLAG(int, pause_seconds, 0,
+          "keep the stack up this long at the end (psql / EXPLAIN by hand)");
 
 namespace guestlist::bench {
 namespace {
@@ -199,7 +202,7 @@ int Main() {
   auto channel = stack.Channel(stack.identity_addr());
   auto identity = iv1::IdentityService::NewStub(channel);
   Target target;
-  target.ws = CreateWorkspace(stack, *identity, "benchinvite");
+  target.ws = CreateWorkspace(stack, *identity, "benchinvite", 1000000);
   auto membership =
       mv1::MembershipService::NewStub(stack.Channel(stack.membership_addr()));
   // Membership learns of the workspace through identity's outbox.
@@ -295,6 +298,14 @@ int Main() {
       static_cast<long long>(pending),
       absl::ToDoubleSeconds(absl::Now() - drain_start),
       static_cast<long long>(grants));
+  const int pause = absl::GetFlag(FLAGS_pause_seconds);
+  if (pause > 0) {
+    std::printf("holding the stack %d s: %s (workspace %s)\n", pause,
+                stack.postgres().ConnInfo("membership").c_str(),
+                target.ws.id.c_str());
+    std::fflush(stdout);
+    absl::SleepFor(absl::Seconds(pause));
+  }
   return 0;
 }
 
