@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
       {&import_store, &import_membership, &import_mail, &clock, &random});
   gi::ImportHandlers imports(&import_service);
   guestlist::OutboxRelay relay(pool.get(), "identity");
-  gi::RegisterOutboxHandlers(&relay, &membership, &notification);
+  gi::RegisterOutboxHandlers(&relay, &membership, &notification, &repository);
   gi::ExpirySweeper sweeper(
       &repository, &clock, [&relay] { relay.Wake(); },
       [&idempotency, &pool] { (void)idempotency.Purge(*pool); });

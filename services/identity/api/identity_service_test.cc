@@ -184,7 +184,8 @@ struct Env {
         absl::Seconds(5));
     repository = std::make_unique<PgRepository>(pool.get(), &idempotency);
     relay = std::make_unique<guestlist::OutboxRelay>(pool.get(), "identity");
-    RegisterOutboxHandlers(relay.get(), membership.get(), notification.get());
+    RegisterOutboxHandlers(relay.get(), membership.get(), notification.get(),
+                           repository.get());
     sweeper = std::make_unique<ExpirySweeper>(repository.get(), &clock,
                                               nullptr);
     IdentityOptions options;

@@ -223,8 +223,11 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
   inv.expire_time = now + ws.invitation_ttl;
   inv.create_time = now;
 
-  // Membership first: it may refuse (licences, unknown groups), and then
-  // nothing of the invitation exists anywhere.
+  // Membership grants, then identity's rows, in one identity transaction
+  // that holds a committed "invite in progress" intent row locked: if this
+  // process dies or loses membership's answer, the relay finds the intent
+  // unlocked, sees no such user here and removes membership's grants, so no
+  // half-made guest survives a crash.
   membership::v1::ApplyGrantsRequest grants;
   grants.set_workspace_id(ws.id);
   grants.set_idempotency_key(absl::StrCat("invite:", inv.id));
@@ -239,16 +242,34 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
     a->set_privilege(
         static_cast<membership::v1::AppPrivilegeGrant::Privilege>(p.privilege()));
   }
-  ASSIGN_OR_RETURN(membership::v1::ApplyGrantsResponse applied,
-                   deps_.membership->ApplyGrants(grants));
-  if (applied.results_size() > 0 && !applied.results(0).ok()) {
-    return StatusFromCode(applied.results(0).error_code(),
-                          applied.results(0).error_message());
+  int64_t intent_id = 0;
+  if (!spec.existing_user.has_value()) {
+    membership::v1::DeleteUsersRequest undo;
+    undo.set_workspace_id(ws.id);
+    undo.add_user_ids(user.id);
+    RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
+      ASSIGN_OR_RETURN(intent_id,
+                       tx.EnqueueDelayed(OutboxMessage{kTopicReconcileInvite,
+                                                       undo.SerializeAsString(),
+                                                       ""},
+                                         absl::Seconds(1)));
+      return absl::OkStatus();
+    }));
   }
 
   const bool send = spec.send_email && !user.email.empty();
   UserRecord saved;
   absl::Status committed = deps_.repository->Transact([&](IdentityTx& tx) {
+    if (intent_id != 0) RETURN_IF_ERROR(tx.LockOutboxRow(intent_id));
+    // Membership may refuse (licences, unknown groups): then nothing of
+    // the invitation exists anywhere.
+    ASSIGN_OR_RETURN(membership::v1::ApplyGrantsResponse applied,
+                     deps_.membership->ApplyGrants(grants));
+    if (applied.results_size() > 0 && !applied.results(0).ok()) {
+      return StatusFromCode(applied.results(0).error_code(),
+                            applied.results(0).error_message());
+    }
+    if (intent_id != 0) RETURN_IF_ERROR(tx.DeleteOutboxRow(intent_id));
     if (spec.existing_user.has_value()) {
       ASSIGN_OR_RETURN(saved, tx.UpdateUser(user, now));
       RETURN_IF_ERROR(tx.SetAccessRequestState(

@@ -27,7 +27,27 @@ OutboxRelay::Handler Handler(
 }  // namespace
 
 void RegisterOutboxHandlers(OutboxRelay* relay, MembershipClient* membership,
-                            NotificationClient* notification) {
+                            NotificationClient* notification,
+                            Repository* repository) {
+  relay->Register(
+      kTopicReconcileInvite,
+      Handler<mv1::DeleteUsersRequest>(
+          kTopicReconcileInvite,
+          [membership, repository](const auto& r) -> absl::Status {
+            bool exists = false;
+            absl::Status s = repository->Transact([&](IdentityTx& tx) {
+              for (const std::string& id : r.user_ids()) {
+                absl::StatusOr<bool> one = tx.UserExists(id);
+                if (!one.ok()) return one.status();
+                exists = exists || *one;
+              }
+              return absl::OkStatus();
+            });
+            if (!s.ok()) return s;
+            // The invite committed: nothing to undo.
+            if (exists) return absl::OkStatus();
+            return membership->DeleteUsers(r);
+          }));
   relay->Register(kTopicSendEmail,
                   Handler<nv1::SendEmailRequest>(
                       kTopicSendEmail, [notification](const auto& r) {

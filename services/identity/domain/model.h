@@ -106,5 +106,9 @@ struct OutboxMessage {
 inline constexpr char kTopicSendEmail[] = "notification.SendEmail";
 inline constexpr char kTopicSyncUsers[] = "membership.SyncUsers";
 inline constexpr char kTopicSyncWorkspace[] = "membership.SyncWorkspace";
+// An invite in progress (payload: membership DeleteUsersRequest of the new
+// user). Locked while the invite runs; if the invite never committed, the
+// relay finds no such user in identity and removes membership's grants.
+inline constexpr char kTopicReconcileInvite[] = "identity.ReconcileInvite";
 
 }  // namespace guestlist::identity

@@ -816,6 +816,42 @@ class PgTx final : public IdentityTx {
     return EnqueueOutbox(tx_, "identity", m.topic, m.payload);
   }
 
+  absl::StatusOr<int64_t> EnqueueDelayed(const OutboxMessage& m,
+                                         absl::Duration delay) override {
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx_.Exec("INSERT INTO identity.outbox (topic, payload, "
+                 "next_attempt_at) VALUES ($1, decode($2, 'hex'), now() + "
+                 "make_interval(secs => $3)) RETURNING id",
+                 {m.topic, absl::BytesToHexString(m.payload),
+                  absl::StrCat(absl::ToDoubleSeconds(delay))}));
+    return r.GetInt(0, 0);
+  }
+
+  absl::Status LockOutboxRow(int64_t id) override {
+    ASSIGN_OR_RETURN(pg::Result r,
+                     tx_.Exec("SELECT 1 FROM identity.outbox WHERE id = $1 "
+                              "FOR UPDATE",
+                              {pg::Int(id)}));
+    if (r.rows() == 0) {
+      return absl::AbortedError(
+          "the invitation was reconciled while starting; retry the call");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status DeleteOutboxRow(int64_t id) override {
+    return tx_.Exec("DELETE FROM identity.outbox WHERE id = $1", {pg::Int(id)})
+        .status();
+  }
+
+  absl::StatusOr<bool> UserExists(const std::string& id) override {
+    ASSIGN_OR_RETURN(pg::Result r,
+                     tx_.Exec("SELECT 1 FROM identity.users WHERE id = $1",
+                              {id}));
+    return r.rows() > 0;
+  }
+
   absl::StatusOr<std::vector<UserRecord>> ExpireUsers(absl::Time now,
                                                       int limit) override {
     ASSIGN_OR_RETURN(

@@ -155,6 +155,16 @@ class IdentityTx {
 
   // Outbox (common/outbox.h): delivered after commit by the relay.
   virtual absl::Status Enqueue(const OutboxMessage& message) = 0;
+  // A durable intent for work that spans a peer call: an outbox row due
+  // after `delay`. Returns its id.
+  virtual absl::StatusOr<int64_t> EnqueueDelayed(const OutboxMessage& message,
+                                                 absl::Duration delay) = 0;
+  // Locks the intent row until the transaction ends (so the relay skips
+  // it); NotFound if it is gone.
+  virtual absl::Status LockOutboxRow(int64_t id) = 0;
+  virtual absl::Status DeleteOutboxRow(int64_t id) = 0;
+  // Whether identity has this user.
+  virtual absl::StatusOr<bool> UserExists(const std::string& id) = 0;
 
   // Temporary access: marks ACTIVE / INVITED users past their
   // access_expire_time EXPIRED (version + 1) and returns them.
