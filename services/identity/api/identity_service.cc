@@ -316,8 +316,18 @@ grpc::Status IdentityServiceImpl::CreateWorkspace(
             {kTopicSyncWorkspace, sync.SerializeAsString(), ""}));
         return tx.Enqueue(SyncUsersMessage(admin));
       }));
-      // The relay sends the syncs right away; if membership is down they
-      // stay queued until it is back.
+      // Push the syncs now so the caller's next call (CreateGroup) finds
+      // the workspace in membership; if membership is down the queued
+      // outbox rows deliver them when it is back.
+      membership::v1::SyncWorkspaceRequest sync_ws;
+      *sync_ws.mutable_workspace() = ToMembershipRecord(ws);
+      if (absl::Status s = deps_.membership->SyncWorkspace(sync_ws); s.ok()) {
+        SyncNow(admin);
+      } else {
+        LogWarning("direct workspace sync to membership failed; the outbox "
+                   "retries",
+                   {{"workspace_id", ws.id}, {"error", s.ToString()}});
+      }
       Kick();
       *resp = ToProto(ws);
       return absl::OkStatus();
