@@ -155,6 +155,23 @@ TEST(TranscoderTest, BodyFieldQueryAndPath) {
               ElementsAre("first_name", "access_expire_time"));
 }
 
+// `curl -d '{...}'` labels JSON as a form: the body decides, and a real
+// form is refused where the body is one field of the request.
+TEST(TranscoderTest, JsonSentAsFormIsJson) {
+  auto m = Table().Find("PATCH", "/v1/users/u7");
+  ASSERT_EQ(m.outcome, RouteTable::Outcome::kFound);
+  identity::v1::UpdateUserRequest req;
+  ASSERT_TRUE(BuildRequest(*m.route, m.bindings, {}, BodyKind::kForm,
+                           R"( {"firstName":"Ann"})", &req)
+                  .ok());
+  EXPECT_EQ(req.user().first_name(), "Ann");
+  identity::v1::UpdateUserRequest form;
+  EXPECT_EQ(BuildRequest(*m.route, m.bindings, {}, BodyKind::kForm,
+                         "firstName=Ann", &form)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 // Found by the fuzz target: a mask path that is not UTF-8 made a message
 // the service could not parse.
 TEST(TranscoderTest, FieldMaskPathsAreValidated) {

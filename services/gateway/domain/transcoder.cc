@@ -344,9 +344,9 @@ absl::StatusOr<BodyKind> ClassifyBody(const Route& route,
       absl::EndsWith(media, "+json")) {
     return BodyKind::kJson;
   }
-  if (media == "application/x-www-form-urlencoded" && route.body == "*") {
-    return BodyKind::kForm;
-  }
+  // curl -d sends JSON labelled as a form; the body decides (see
+  // BuildRequest). Only body "*" routes take real form fields.
+  if (media == "application/x-www-form-urlencoded") return BodyKind::kForm;
   return absl::InvalidArgumentError(
       absl::StrCat("content type \"", media,
                    "\" is not accepted here: send application/json"));
@@ -371,7 +371,17 @@ absl::Status BuildRequest(
     Message* request) {
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
-  const bool empty_body = absl::StripAsciiWhitespace(body).empty();
+  const absl::string_view trimmed = absl::StripAsciiWhitespace(body);
+  const bool empty_body = trimmed.empty();
+  // A "form" that is a JSON object is JSON sent with curl's default type.
+  if (kind == BodyKind::kForm && absl::StartsWith(trimmed, "{")) {
+    kind = BodyKind::kJson;
+  }
+  if (kind == BodyKind::kForm && route.body != "*" && !empty_body) {
+    return absl::InvalidArgumentError(
+        "content type \"application/x-www-form-urlencoded\" is not accepted "
+        "here: send application/json");
+  }
   if (kind == BodyKind::kJson && !empty_body) {
     std::string wrapped;
     absl::string_view text = body;
