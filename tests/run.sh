@@ -12,8 +12,15 @@ bash deploy/local/install-deps.sh
 
 # Benchmarks carry the "bench" tag and run only with GUESTLIST_BENCH=1.
 BAZEL_FLAGS=(--test_output=errors --keep_going --test_tag_filters=-bench)
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+# Runs bazel test, keeping its summary line ("Executed N out of M tests:
+# M tests pass.") to total up at the end.
+run_tests() {
+  bazel test "$@" 2>&1 | tee -a "$LOG"
+}
 echo "== bazel test //... ==" >&2
-bazel test "${BAZEL_FLAGS[@]}" //...
+run_tests "${BAZEL_FLAGS[@]}" //...
 
 if [[ "${GUESTLIST_ASAN:-1}" == "1" ]]; then
   # Everything again under ASan+UBSan, end-to-end tests included (their
@@ -21,7 +28,7 @@ if [[ "${GUESTLIST_ASAN:-1}" == "1" ]]; then
   # sanitizer overhead can break, so it runs sanitized only by hand:
   #   bazel test --config=asan //tests/faults:faults_test
   echo "== bazel test --config=asan ==" >&2
-  bazel test "${BAZEL_FLAGS[@]}" --config=asan --test_tag_filters=-bench,-timing //...
+  run_tests "${BAZEL_FLAGS[@]}" --config=asan --test_tag_filters=-bench,-timing //...
 fi
 
 if [[ "${GUESTLIST_BENCH:-0}" == "1" ]]; then
@@ -29,4 +36,6 @@ if [[ "${GUESTLIST_BENCH:-0}" == "1" ]]; then
   bazel test -c opt --test_output=all --test_tag_filters=bench \
     --per_file_copt=tests/testing/postgres.cc@-Wno-unused-result //tests/bench/...
 fi
+passed=$(grep -oE '[0-9]+ tests? pass' "$LOG" | awk '{n += $1} END {print n + 0}')
 echo "all tests passed"
+echo "${passed} passed, 0 failed"
