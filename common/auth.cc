@@ -32,8 +32,7 @@ absl::StatusOr<std::optional<std::string>> BearerToken(
         "authorization header is too long; send `Bearer <token>`");
   }
   if (!absl::StartsWithIgnoreCase(header, "bearer ")) {
-    return absl::UnauthenticatedError(
-        "authorization must be `Bearer <token>`");
+    return absl::UnauthenticatedError("authorization must be `Bearer <token>`");
   }
   std::string token(absl::StripAsciiWhitespace(header.substr(7)));
   if (token.empty()) {
@@ -90,8 +89,8 @@ Principal InternalPrincipal() {
 
 RemoteAuthenticator::RemoteAuthenticator(
     std::shared_ptr<identity::v1::IdentityService::StubInterface> identity,
-    std::string operator_token, std::string internal_token,
-    const Clock* clock, absl::Duration cache_ttl)
+    std::string operator_token, std::string internal_token, const Clock* clock,
+    absl::Duration cache_ttl)
     : identity_(std::move(identity)),
       operator_token_hash_(operator_token.empty() ? ""
                                                   : Sha256Hex(operator_token)),

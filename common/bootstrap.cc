@@ -34,7 +34,8 @@ std::unique_ptr<pg::Pool> OpenDatabaseOrExit(
   }
   auto pool = std::make_unique<pg::Pool>(pg::PoolOptions{
       .conninfo = url, .max_size = absl::GetFlag(FLAGS_db_pool_size)});
-  const absl::Time deadline = absl::Now() + absl::GetFlag(FLAGS_db_connect_wait);
+  const absl::Time deadline =
+      absl::Now() + absl::GetFlag(FLAGS_db_connect_wait);
   absl::Status ping = pool->Ping();
   while (!ping.ok() && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(250));
@@ -51,8 +52,8 @@ std::unique_ptr<pg::Pool> OpenDatabaseOrExit(
     ExitWithError(service, absl::StrCat("migrating schema ", schema, " (",
                                         setting, "): ", migrated.message()));
   }
-  LogInfo("database ready", {{"schema", schema},
-                             {"migrations_applied", absl::StrCat(applied)}});
+  LogInfo("database ready",
+          {{"schema", schema}, {"migrations_applied", absl::StrCat(applied)}});
   if (absl::GetFlag(FLAGS_migrate_only)) {
     LogInfo("--migrate_only: migrations applied, exiting");
     std::exit(0);

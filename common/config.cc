@@ -37,9 +37,9 @@ absl::Status ApplyEnvironment(const std::string& service) {
       if (value == nullptr) continue;
       std::string error;
       if (!flag->ParseFrom(value, &error)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "environment variable ", env, "=\"", value,
-            "\" is not valid for --", name, ": ", error));
+        return absl::InvalidArgumentError(
+            absl::StrCat("environment variable ", env, "=\"", value,
+                         "\" is not valid for --", name, ": ", error));
       }
       break;
     }

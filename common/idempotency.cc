@@ -97,8 +97,7 @@ absl::Status IdempotencyStore::Save(pg::Transaction& tx,
       .Exec(absl::StrCat("INSERT INTO ", schema_,
                          ".idempotency_keys (scope, key, request_hash, "
                          "response) VALUES ($1, $2, $3, decode($4, 'hex'))"),
-            {scope, key, request_hash,
-             absl::BytesToHexString(Seal(response))})
+            {scope, key, request_hash, absl::BytesToHexString(Seal(response))})
       .status();
 }
 

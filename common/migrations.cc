@@ -43,10 +43,9 @@ absl::Status RunMigrations(pg::Pool& pool, const std::string& schema,
                                        "PRIMARY KEY, applied_at timestamptz "
                                        "NOT NULL DEFAULT now())"))
                       .status());
-  ASSIGN_OR_RETURN(
-      pg::Result done,
-      tx.Exec(absl::StrCat("SELECT version FROM ", schema,
-                           ".schema_migrations")));
+  ASSIGN_OR_RETURN(pg::Result done,
+                   tx.Exec(absl::StrCat("SELECT version FROM ", schema,
+                                        ".schema_migrations")));
   std::vector<std::string> versions;
   for (int i = 0; i < done.rows(); ++i) versions.push_back(done.Get(i, 0));
   int count = 0;
@@ -57,9 +56,8 @@ absl::Status RunMigrations(pg::Pool& pool, const std::string& schema,
     }
     absl::Status s = tx.connection().ExecScript(m.sql);
     if (!s.ok()) {
-      return absl::InternalError(absl::StrCat("migration ", schema, "/",
-                                              m.version, " failed: ",
-                                              s.message()));
+      return absl::InternalError(absl::StrCat(
+          "migration ", schema, "/", m.version, " failed: ", s.message()));
     }
     RETURN_IF_ERROR(tx.Exec(absl::StrCat("INSERT INTO ", schema,
                                          ".schema_migrations (version) "

@@ -16,21 +16,17 @@ Migration CommonTablesMigration(const std::string& schema) {
       "V000__common_tables",
       absl::StrCat(
           "CREATE TABLE IF NOT EXISTS ", schema, ".outbox (\n",
-          "  id bigserial PRIMARY KEY,\n",
-          "  topic text NOT NULL,\n",
-          "  payload bytea NOT NULL,\n",
-          "  attempts int NOT NULL DEFAULT 0,\n",
+          "  id bigserial PRIMARY KEY,\n", "  topic text NOT NULL,\n",
+          "  payload bytea NOT NULL,\n", "  attempts int NOT NULL DEFAULT 0,\n",
           "  next_attempt_at timestamptz NOT NULL DEFAULT now(),\n",
-          "  last_error text,\n",
-          "  dead boolean NOT NULL DEFAULT false,\n",
+          "  last_error text,\n", "  dead boolean NOT NULL DEFAULT false,\n",
           "  created_at timestamptz NOT NULL DEFAULT now());\n",
           "CREATE INDEX IF NOT EXISTS outbox_due ON ", schema,
           ".outbox (next_attempt_at) WHERE NOT dead;\n",
           "CREATE TABLE IF NOT EXISTS ", schema, ".idempotency_keys (\n",
           "  scope text NOT NULL,\n",
           "  key text NOT NULL CHECK (length(key) <= 200),\n",
-          "  request_hash text NOT NULL,\n",
-          "  response bytea NOT NULL,\n",
+          "  request_hash text NOT NULL,\n", "  response bytea NOT NULL,\n",
           "  created_at timestamptz NOT NULL DEFAULT now(),\n",
           "  PRIMARY KEY (scope, key));\n")};
 }
@@ -60,8 +56,8 @@ void OutboxRelay::Start() {
     while (!stopping_) {
       absl::StatusOr<int> n = RunOnce();
       if (!n.ok()) {
-        LogWarning("outbox relay failed", {{"schema", schema_},
-                                           {"error", n.status().ToString()}});
+        LogWarning("outbox relay failed",
+                   {{"schema", schema_}, {"error", n.status().ToString()}});
       }
       if (n.ok() && *n >= options_.batch_size) continue;  // more waiting
       absl::MutexLock lock(&mu_);
@@ -124,7 +120,9 @@ absl::StatusOr<int> OutboxRelay::RunOnce() {
     const bool dead = attempts >= options_.max_attempts;
     if (dead) {
       LogError("outbox message parked after too many attempts",
-               {{"schema", schema_}, {"topic", topic}, {"id", id},
+               {{"schema", schema_},
+                {"topic", topic},
+                {"id", id},
                 {"error", s.ToString()}});
     }
     RETURN_IF_ERROR(

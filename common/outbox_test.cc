@@ -1,9 +1,10 @@
 // Outbox relay and idempotency store against a throwaway PostgreSQL.
+#include "common/outbox.h"
+
 #include <atomic>
 #include <thread>
 
 #include "common/idempotency.h"
-#include "common/outbox.h"
 #include "gtest/gtest.h"
 #include "tests/testing/postgres.h"
 
@@ -60,8 +61,9 @@ TEST_F(OutboxTest, DeliversCommittedMessagesOnlyAndDeletesThem) {
 TEST_F(OutboxTest, FailureIsRetriedLaterWithTheErrorKept) {
   Enqueue("sync", "x");
   OutboxRelay relay(pool_, "svc");
-  relay.Register("sync",
-                 [](const std::string&) { return absl::UnavailableError("down"); });
+  relay.Register("sync", [](const std::string&) {
+    return absl::UnavailableError("down");
+  });
   ASSERT_EQ(*relay.RunOnce(), 0);
   EXPECT_EQ(db_->Psql("SELECT attempts, last_error LIKE '%down%', "
                       "next_attempt_at > now() FROM svc.outbox"),
@@ -102,8 +104,10 @@ TEST_F(OutboxTest, IdempotencyReplaysAndRejectsADifferentBody) {
     auto first = store.Lookup(tx, "Invite/w1", "k1", RequestHash("req"));
     ASSERT_TRUE(first.ok());
     EXPECT_FALSE(first->has_value());
-    ASSERT_TRUE(store.Save(tx, "Invite/w1", "k1", RequestHash("req"),
-                           "response with secret").ok());
+    ASSERT_TRUE(store
+                    .Save(tx, "Invite/w1", "k1", RequestHash("req"),
+                          "response with secret")
+                    .ok());
     ASSERT_TRUE(tx.Commit().ok());
   }
   auto again = store.Lookup(*pool_, "Invite/w1", "k1", RequestHash("req"));

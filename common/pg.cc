@@ -81,8 +81,8 @@ absl::StatusOr<Result> Connection::Exec(const std::string& sql,
   values.reserve(params.size());
   for (const Param& p : params) values.push_back(p ? p->c_str() : nullptr);
   PGresult* res =
-      PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()),
-                   nullptr, values.data(), nullptr, nullptr, 0);
+      PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                   values.data(), nullptr, nullptr, 0);
   Result result(res);
   const ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return result;

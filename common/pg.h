@@ -107,7 +107,8 @@ class Pool final {
   // Returns a healthy connection or Unavailable.
   absl::StatusOr<PooledConnection> Acquire();
   // Acquire + Exec + release.
-  absl::StatusOr<Result> Exec(const std::string& sql, const Params& params = {});
+  absl::StatusOr<Result> Exec(const std::string& sql,
+                              const Params& params = {});
   // Returns OK when the database answers `SELECT 1`.
   absl::Status Ping();
   const PoolOptions& options() const { return options_; }

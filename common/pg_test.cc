@@ -1,9 +1,10 @@
 // PostgreSQL-backed tests of the pool and the migrations runner, against a
 // throwaway cluster.
+#include "common/pg.h"
+
 #include <thread>
 
 #include "common/migrations.h"
-#include "common/pg.h"
 #include "gtest/gtest.h"
 #include "tests/testing/postgres.h"
 
@@ -121,9 +122,10 @@ TEST_F(PgTest, ConcurrentMigrationsApplyOnce) {
 TEST_F(PgTest, FailedMigrationRollsBackAndNamesTheFile) {
   const std::string conninfo = db_->CreateDatabase("migr_bad");
   pg::Pool pool({.conninfo = conninfo});
-  absl::Status s = RunMigrations(
-      pool, "bad", {{"V001__ok", "CREATE TABLE bad.a (v int);"},
-                    {"V002__broken", "CREATE TABLE bad.b (v nosuchtype);"}});
+  absl::Status s =
+      RunMigrations(pool, "bad",
+                    {{"V001__ok", "CREATE TABLE bad.a (v int);"},
+                     {"V002__broken", "CREATE TABLE bad.b (v nosuchtype);"}});
   EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
   EXPECT_NE(s.message().find("V002__broken"), std::string::npos);
   EXPECT_EQ(db_->Psql("SELECT count(*) FROM pg_namespace WHERE nspname='bad'",

@@ -141,8 +141,8 @@ int ServiceRunner::WaitForShutdown() {
   if (impl_->probe_thread_.joinable()) impl_->probe_thread_.join();
   impl_->SetServing(false);
   // In-flight calls may finish until the deadline; later ones are cancelled.
-  impl_->server_->Shutdown(absl::ToChronoTime(absl::Now() +
-                                              impl_->options_.grace));
+  impl_->server_->Shutdown(
+      absl::ToChronoTime(absl::Now() + impl_->options_.grace));
   for (auto it = impl_->hooks_.rbegin(); it != impl_->hooks_.rend(); ++it) {
     (*it)();
   }
@@ -167,7 +167,7 @@ RequestScope::RequestScope(grpc::ServerContext* context, const char* method)
   const absl::Time deadline = absl::FromChrono(context->deadline());
   scoped_deadline_ = std::make_unique<ScopedCallDeadline>(
       deadline > absl::Now() + absl::Hours(24 * 365) ? absl::InfiniteFuture()
-                                                      : deadline);
+                                                     : deadline);
 }
 
 RequestScope::~RequestScope() {

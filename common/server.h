@@ -19,10 +19,10 @@
 namespace guestlist {
 
 struct ServerOptions {
-  std::string service_name;              // "identity", for logs
-  std::string listen_address;            // "0.0.0.0:50051"; port 0 = any
+  std::string service_name;    // "identity", for logs
+  std::string listen_address;  // "0.0.0.0:50051"; port 0 = any
   absl::Duration grace = absl::Seconds(10);
-  int max_threads = 64;                  // beyond: RESOURCE_EXHAUSTED
+  int max_threads = 64;  // beyond: RESOURCE_EXHAUSTED
   int max_message_bytes = 16 << 20;
   int max_metadata_bytes = 16 << 10;
   // Full gRPC service names reported by the health service.

@@ -7,9 +7,9 @@
 #include <thread>
 
 #include "absl/synchronization/notification.h"
-#include "guestlist/identity/v1/identity.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "guestlist/identity/v1/identity.grpc.pb.h"
 
 namespace guestlist {
 namespace {
@@ -33,10 +33,11 @@ class SlowIdentity final : public idv1::IdentityService::Service {
 TEST(ServerTest, HealthServingThenDrainsInFlightCallOnSigterm) {
   BlockTerminationSignals();
   SlowIdentity service;
-  ServiceRunner runner({.service_name = "test",
-                        .listen_address = "127.0.0.1:0",
-                        .grace = absl::Seconds(5),
-                        .health_names = {"guestlist.identity.v1.IdentityService"}});
+  ServiceRunner runner(
+      {.service_name = "test",
+       .listen_address = "127.0.0.1:0",
+       .grace = absl::Seconds(5),
+       .health_names = {"guestlist.identity.v1.IdentityService"}});
   runner.AddService(&service);
   bool hook_ran = false;
   runner.AddShutdownHook([&] { hook_ran = true; });

@@ -3,10 +3,10 @@
 // GUESTLIST_IDENTITY_DATABASE_URL, --identity_addr is GUESTLIST_IDENTITY_ADDR.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/flags/declare.h"
 #include "absl/status/statusor.h"

@@ -67,7 +67,8 @@ std::shared_ptr<grpc::Channel> UpstreamChannel(const std::string& address) {
                                      grpc::InsecureChannelCredentials(), args);
   }
   auto channel = PeerChannel(address);
-  if (!channel.ok()) ExitWithError("gateway", std::string(channel.status().message()));
+  if (!channel.ok())
+    ExitWithError("gateway", std::string(channel.status().message()));
   return *channel;
 }
 
@@ -93,20 +94,23 @@ int Main(int argc, char** argv) {
   limits.stream = static_cast<size_t>(absl::GetFlag(FLAGS_max_upload_bytes));
   auto routes =
       RouteTable::FromServices({identity, membership, notification}, limits);
-  if (!routes.ok()) ExitWithError("gateway", std::string(routes.status().message()));
+  if (!routes.ok())
+    ExitWithError("gateway", std::string(routes.status().message()));
 
   std::vector<Upstream> upstreams = {
-      {"identity", {identity->full_name()},
+      {"identity",
+       {identity->full_name()},
        UpstreamChannel(absl::GetFlag(FLAGS_identity_addr))},
-      {"membership", {membership->full_name()},
+      {"membership",
+       {membership->full_name()},
        UpstreamChannel(absl::GetFlag(FLAGS_membership_addr))},
-      {"notification", {notification->full_name()},
+      {"notification",
+       {notification->full_name()},
        UpstreamChannel(absl::GetFlag(FLAGS_notification_addr))},
   };
   GatewayOptions options;
-  for (absl::string_view origin :
-       absl::StrSplit(absl::GetFlag(FLAGS_cors_origins), ',',
-                      absl::SkipWhitespace())) {
+  for (absl::string_view origin : absl::StrSplit(
+           absl::GetFlag(FLAGS_cors_origins), ',', absl::SkipWhitespace())) {
     options.cors_origins.emplace_back(absl::StripAsciiWhitespace(origin));
   }
   options.upstream_timeout = absl::GetFlag(FLAGS_upstream_timeout);
@@ -125,12 +129,14 @@ int Main(int argc, char** argv) {
       static_cast<uint32_t>(absl::GetFlag(FLAGS_max_header_bytes));
   int threads = absl::GetFlag(FLAGS_io_threads);
   if (threads <= 0) {
-    threads = std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
+    threads =
+        std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
   }
   server_options.io_threads = threads;
   HttpServer server(server_options, &gateway);
   auto bound = server.Start();
-  if (!bound.ok()) ExitWithError("gateway", std::string(bound.status().message()), 1);
+  if (!bound.ok())
+    ExitWithError("gateway", std::string(bound.status().message()), 1);
   LogInfo("listening", {{"port", absl::StrCat(*bound)},
                         {"routes", absl::StrCat(route_count)},
                         {"io_threads", absl::StrCat(threads)}});

@@ -8,8 +8,8 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/idempotency.h"
-#include "common/outbox.h"
 #include "common/logging.h"
+#include "common/outbox.h"
 #include "common/random.h"
 #include "common/server.h"
 #include "common/service_flags.h"
@@ -28,8 +28,9 @@ ABSL_FLAG(absl::Duration, session_ttl, absl::Hours(12),
           "how long a session token from Login / AcceptInvitation lives");
 ABSL_FLAG(absl::Duration, expiry_sweep_interval, absl::Seconds(30),
           "how often temporary access is checked for expiry and reminders");
-ABSL_FLAG(int, login_max_failures, 10,
-          "failed sign-ins per account per 15 minutes before RESOURCE_EXHAUSTED");
+ABSL_FLAG(
+    int, login_max_failures, 10,
+    "failed sign-ins per account per 15 minutes before RESOURCE_EXHAUSTED");
 
 int main(int argc, char** argv) {
   guestlist::BlockTerminationSignals();
@@ -56,15 +57,16 @@ int main(int argc, char** argv) {
   auto notification_channel =
       guestlist::PeerChannel(absl::GetFlag(FLAGS_notification_addr));
   if (!membership_channel.ok()) {
-    guestlist::ExitWithError("identity",
-                             std::string(membership_channel.status().message()));
+    guestlist::ExitWithError(
+        "identity", std::string(membership_channel.status().message()));
   }
   if (!notification_channel.ok()) {
     guestlist::ExitWithError(
         "identity", std::string(notification_channel.status().message()));
   }
   gi::GrpcMembershipClient membership(
-      guestlist::membership::v1::MembershipService::NewStub(*membership_channel),
+      guestlist::membership::v1::MembershipService::NewStub(
+          *membership_channel),
       internal_token, peer_timeout);
   gi::GrpcNotificationClient notification(
       guestlist::notification::v1::NotificationService::NewStub(
@@ -83,7 +85,8 @@ int main(int argc, char** argv) {
       std::max(peer_timeout, absl::Seconds(60));
   gi::import::ImportStore import_store(pool.get());
   gi::import::GrpcMembershipPeer import_membership(
-      guestlist::membership::v1::MembershipService::NewStub(*membership_channel),
+      guestlist::membership::v1::MembershipService::NewStub(
+          *membership_channel),
       internal_token, import_peer_timeout);
   gi::import::GrpcMailPeer import_mail(
       guestlist::notification::v1::NotificationService::NewStub(

@@ -27,9 +27,9 @@ int main(int argc, char** argv) {
 
   auto channel = guestlist::PeerChannel(absl::GetFlag(FLAGS_identity_addr));
   if (!channel.ok()) {
-    guestlist::ExitWithError("membership",
-                             absl::StrCat("--identity_addr: ",
-                                          channel.status().message()));
+    guestlist::ExitWithError(
+        "membership",
+        absl::StrCat("--identity_addr: ", channel.status().message()));
   }
   guestlist::SystemClock clock;
   guestlist::RemoteAuthenticator auth(
@@ -57,9 +57,9 @@ int main(int argc, char** argv) {
   runner.SetReadinessProbe([db] { return db->Ping(); });
   auto port = runner.Start();
   if (!port.ok()) {
-    guestlist::ExitWithError("membership", std::string(port.status().message()));
+    guestlist::ExitWithError("membership",
+                             std::string(port.status().message()));
   }
-  guestlist::LogInfo("membership serving",
-                     {{"port", absl::StrCat(*port)}});
+  guestlist::LogInfo("membership serving", {{"port", absl::StrCat(*port)}});
   return runner.WaitForShutdown();
 }

@@ -32,12 +32,12 @@ constexpr char kCsv[] =
 class BulkImportTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto r = stack_.Http(
-        "POST", "/v1/workspaces",
-        R"({"workspace": {"name": "bulk", "displayName": "Bulk",
+    auto r =
+        stack_.Http("POST", "/v1/workspaces",
+                    R"({"workspace": {"name": "bulk", "displayName": "Bulk",
             "licenseCount": 10}, "adminEmail": "admin@bulk.example",
             "adminPassword": "a long enough password"})",
-        stack_.operator_token());
+                    stack_.operator_token());
     ASSERT_EQ(r.status, 200) << r.body;
     ws_ = Body(r)["id"];
     auto login = stack_.Http("POST", "/v1/workspaces/" + ws_ + "/sessions",
@@ -46,15 +46,15 @@ class BulkImportTest : public ::testing::Test {
     ASSERT_EQ(login.status, 200) << login.body;
     admin_ = Body(login)["token"];
     for (const char* g : {"Partners", "Agencies", "Freelancers"}) {
-      auto group = stack_.Http("POST", "/v1/workspaces/" + ws_ + "/groups",
-                               json{{"name", g}, {"visibility", "PRIVATE"}}.dump(),
-                               admin_);
+      auto group = stack_.Http(
+          "POST", "/v1/workspaces/" + ws_ + "/groups",
+          json{{"name", g}, {"visibility", "PRIVATE"}}.dump(), admin_);
       ASSERT_EQ(group.status, 200) << group.body;
     }
     for (const char* slug : {"sales-dashboard", "churn-report"}) {
-      auto app = stack_.Http("POST", "/v1/workspaces/" + ws_ + "/apps",
-                             json{{"slug", slug}, {"name", slug}}.dump(),
-                             admin_);
+      auto app =
+          stack_.Http("POST", "/v1/workspaces/" + ws_ + "/apps",
+                      json{{"slug", slug}, {"name", slug}}.dump(), admin_);
       ASSERT_EQ(app.status, 200) << app.body;
     }
   }
@@ -132,8 +132,8 @@ TEST_F(BulkImportTest, TemplateDryRunImportReimportAndExport) {
   ASSERT_EQ(round_trip.status, 200) << round_trip.body;
   EXPECT_EQ(Count(Body(round_trip), "created"), 0) << round_trip.body;
   EXPECT_EQ(Count(Body(round_trip), "updated"), 0) << round_trip.body;
-  EXPECT_EQ(Count(Body(round_trip), "failed"), 0)
-      << round_trip.body << "\n" << exported.body;
+  EXPECT_EQ(Count(Body(round_trip), "failed"), 0) << round_trip.body << "\n"
+                                                  << exported.body;
 }
 
 TEST_F(BulkImportTest, BadRowsAreReportedWithLineAndColumnAndErrorsCsv) {
@@ -163,7 +163,8 @@ TEST_F(BulkImportTest, BadRowsAreReportedWithLineAndColumnAndErrorsCsv) {
       "GET", stack_.gateway_url() + "/v1/imports/" + import_id + "/errors", "",
       {"Authorization: Bearer " + admin_});
   ASSERT_EQ(errors.status, 200) << errors.body;
-  EXPECT_TRUE(absl::StrContains(errors.body, "two@@ats.example")) << errors.body;
+  EXPECT_TRUE(absl::StrContains(errors.body, "two@@ats.example"))
+      << errors.body;
   EXPECT_TRUE(absl::StrContains(errors.body, "error")) << errors.body;
   EXPECT_FALSE(absl::StrContains(errors.body, "ok@partner.example,Ok"))
       << errors.body;

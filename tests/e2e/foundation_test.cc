@@ -148,11 +148,11 @@ TEST(StartupTest, BadFlagGivesOneLineNamingTheSetting) {
   const std::string dir = mkdtemp(tmpl);
   for (const char* svc : {"identity", "membership", "notification"}) {
     const std::string log = dir + "/" + svc + "-flag.log";
-    ChildProcess p(RunfilePath(absl::StrCat("services/", svc, "/", svc)), {},
-                   {{absl::StrCat("GUESTLIST_", absl::AsciiStrToUpper(svc),
-                                  "_PORT"),
-                     "not-a-port"}},
-                   log);
+    ChildProcess p(
+        RunfilePath(absl::StrCat("services/", svc, "/", svc)), {},
+        {{absl::StrCat("GUESTLIST_", absl::AsciiStrToUpper(svc), "_PORT"),
+          "not-a-port"}},
+        log);
     EXPECT_EQ(p.Wait(10000), 2) << svc;
     const std::string out = ReadAll(log);
     EXPECT_NE(out.find("_PORT"), std::string::npos) << out;
@@ -182,7 +182,8 @@ TEST(StartupTest, UnreachableDatabaseGivesOneLineNamingTheSetting) {
 
 TEST(StartupTest, SigtermExitsZero) {
   Stack stack;
-  for (const char* svc : {"identity", "membership", "notification", "gateway"}) {
+  for (const char* svc :
+       {"identity", "membership", "notification", "gateway"}) {
     stack.process(svc).Signal(SIGTERM);
     EXPECT_EQ(stack.process(svc).Wait(15000), 0) << svc;
   }

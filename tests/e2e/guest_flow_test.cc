@@ -33,23 +33,21 @@ class GuestFlowTest : public ::testing::Test {
   // Creates a workspace and returns {workspace id, admin session token}.
   static std::pair<std::string, std::string> NewWorkspace(
       const std::string& name, int licenses) {
-    auto r = stack_->Http(
-        "POST", "/v1/workspaces",
-        json{{"workspace",
-              {{"name", name},
-               {"displayName", name + " Inc"},
-               {"licenseCount", licenses}}},
-             {"adminEmail", "admin@" + name + ".example"},
-             {"adminPassword", "a long enough password"}}
-            .dump(),
-        stack_->operator_token());
+    auto r = stack_->Http("POST", "/v1/workspaces",
+                          json{{"workspace",
+                                {{"name", name},
+                                 {"displayName", name + " Inc"},
+                                 {"licenseCount", licenses}}},
+                               {"adminEmail", "admin@" + name + ".example"},
+                               {"adminPassword", "a long enough password"}}
+                              .dump(),
+                          stack_->operator_token());
     EXPECT_EQ(r.status, 200) << r.body;
     const std::string id = Body(r)["id"].get<std::string>();
-    auto login = stack_->Http(
-        "POST", "/v1/workspaces/" + id + "/sessions",
-        json{{"username", "admin@" + name + ".example"},
-             {"password", "a long enough password"}}
-            .dump());
+    auto login = stack_->Http("POST", "/v1/workspaces/" + id + "/sessions",
+                              json{{"username", "admin@" + name + ".example"},
+                                   {"password", "a long enough password"}}
+                                  .dump());
     EXPECT_EQ(login.status, 200) << login.body;
     return {id, Body(login)["token"].get<std::string>()};
   }
@@ -76,14 +74,14 @@ TEST_F(GuestFlowTest, CreateWorkspaceNeedsTheOperatorToken) {
 TEST_F(GuestFlowTest, InviteAcceptAndGuestLimits) {
   auto [ws, admin] = NewWorkspace("acme", 5);
 
-  auto group = stack_->Http("POST", "/v1/workspaces/" + ws + "/groups",
-                            R"({"name": "Partners", "visibility": "OPEN"})",
-                            admin);
+  auto group =
+      stack_->Http("POST", "/v1/workspaces/" + ws + "/groups",
+                   R"({"name": "Partners", "visibility": "OPEN"})", admin);
   ASSERT_EQ(group.status, 200) << group.body;
   const std::string partners = Body(group)["id"];
-  auto other = stack_->Http("POST", "/v1/workspaces/" + ws + "/groups",
-                            R"({"name": "Staff only", "visibility": "OPEN"})",
-                            admin);
+  auto other =
+      stack_->Http("POST", "/v1/workspaces/" + ws + "/groups",
+                   R"({"name": "Staff only", "visibility": "OPEN"})", admin);
   ASSERT_EQ(other.status, 200) << other.body;
   const std::string staff = Body(other)["id"];
   auto app = stack_->Http("POST", "/v1/workspaces/" + ws + "/apps",
@@ -118,8 +116,8 @@ TEST_F(GuestFlowTest, InviteAcceptAndGuestLimits) {
                                 "firstName": "Gia", "kind": "GUEST"})",
                             admin);
   EXPECT_EQ(again.status, 409) << again.body;
-  EXPECT_TRUE(absl::StrContains(Body(again)["message"].get<std::string>(),
-                                "INVITED"))
+  EXPECT_TRUE(
+      absl::StrContains(Body(again)["message"].get<std::string>(), "INVITED"))
       << again.body;
 
   auto lookup = stack_->Http("POST", "/v1/invitations:lookup",
@@ -139,30 +137,29 @@ TEST_F(GuestFlowTest, InviteAcceptAndGuestLimits) {
   EXPECT_NE(replay.status, 200) << replay.body;
 
   // A guest sees only its own groups, even open ones, and cannot create.
-  auto groups = stack_->Http("GET", "/v1/workspaces/" + ws + "/groups", "",
-                             guest);
+  auto groups =
+      stack_->Http("GET", "/v1/workspaces/" + ws + "/groups", "", guest);
   ASSERT_EQ(groups.status, 200) << groups.body;
   ASSERT_EQ(Body(groups)["groups"].size(), 1u) << groups.body;
   EXPECT_EQ(Body(groups)["groups"][0]["id"], partners);
-  auto create = stack_->Http("POST", "/v1/workspaces/" + ws + "/groups",
-                             R"({"name": "Mine", "visibility": "OPEN"})",
-                             guest);
+  auto create =
+      stack_->Http("POST", "/v1/workspaces/" + ws + "/groups",
+                   R"({"name": "Mine", "visibility": "OPEN"})", guest);
   EXPECT_EQ(create.status, 403) << create.body;
 
-  auto check = stack_->Http(
-      "POST", "/v1/check:batch",
-      json{{"checks",
-            {{{"userId", guest_id},
-              {"permission", "group.view"},
-              {"resource", "groups/" + partners}},
-             {{"userId", guest_id},
-              {"permission", "group.view"},
-              {"resource", "groups/" + staff}},
-             {{"userId", guest_id},
-              {"permission", "app.report"},
-              {"resource", "apps/" + sales}}}}}
-          .dump(),
-      admin);
+  auto check = stack_->Http("POST", "/v1/check:batch",
+                            json{{"checks",
+                                  {{{"userId", guest_id},
+                                    {"permission", "group.view"},
+                                    {"resource", "groups/" + partners}},
+                                   {{"userId", guest_id},
+                                    {"permission", "group.view"},
+                                    {"resource", "groups/" + staff}},
+                                   {{"userId", guest_id},
+                                    {"permission", "app.report"},
+                                    {"resource", "apps/" + sales}}}}}
+                                .dump(),
+                            admin);
   ASSERT_EQ(check.status, 200) << check.body;
   json results = Body(check)["results"];
   ASSERT_EQ(results.size(), 3u) << check.body;
@@ -170,20 +167,20 @@ TEST_F(GuestFlowTest, InviteAcceptAndGuestLimits) {
   EXPECT_FALSE(results[1].value("allowed", false));
   EXPECT_EQ(results[2]["allowed"], true);
 
-  auto license = stack_->Http("GET", "/v1/workspaces/" + ws + "/license", "",
-                              admin);
+  auto license =
+      stack_->Http("GET", "/v1/workspaces/" + ws + "/license", "", admin);
   ASSERT_EQ(license.status, 200) << license.body;
   EXPECT_EQ(Body(license)["licenseCount"], 5);
   EXPECT_EQ(Body(license)["singleGroupGuests"], 1);
 
   // Suspension bites on the guest's next call (within a second).
-  auto suspend = stack_->Http("POST", "/v1/users/" + guest_id + ":suspend",
-                              "{}", admin);
+  auto suspend =
+      stack_->Http("POST", "/v1/users/" + guest_id + ":suspend", "{}", admin);
   ASSERT_EQ(suspend.status, 200) << suspend.body;
   EXPECT_EQ(Body(suspend)["status"], "SUSPENDED");
   absl::SleepFor(absl::Seconds(1));
-  auto after = stack_->Http("GET", "/v1/workspaces/" + ws + "/groups", "",
-                            guest);
+  auto after =
+      stack_->Http("GET", "/v1/workspaces/" + ws + "/groups", "", guest);
   EXPECT_TRUE(after.status == 401 || after.status == 403) << after.body;
 }
 
@@ -211,8 +208,8 @@ TEST_F(GuestFlowTest, InvitationEmailCarriesTheLink) {
     if (dir != nullptr) closedir(dir);
     if (found.empty()) absl::SleepFor(absl::Milliseconds(100));
   }
-  ASSERT_FALSE(found.empty()) << "no invitation email in "
-                              << stack_->mail_dir();
+  ASSERT_FALSE(found.empty())
+      << "no invitation email in " << stack_->mail_dir();
   EXPECT_TRUE(absl::StrContains(found, "/invite#token=" + token));
   EXPECT_TRUE(absl::StrContains(found, "Message-ID:") ||
               absl::StrContains(found, "Message-Id:"));
@@ -223,15 +220,15 @@ TEST_F(GuestFlowTest, InvitationEmailCarriesTheLink) {
 TEST_F(GuestFlowTest, NothingOfOneWorkspaceIsVisibleFromAnother) {
   auto [ws_a, admin_a] = NewWorkspace("alpha", 3);
   auto [ws_b, admin_b] = NewWorkspace("beta", 3);
-  auto users_a = stack_->Http("GET", "/v1/workspaces/" + ws_a + "/users", "",
-                              admin_a);
+  auto users_a =
+      stack_->Http("GET", "/v1/workspaces/" + ws_a + "/users", "", admin_a);
   ASSERT_EQ(users_a.status, 200) << users_a.body;
   ASSERT_GE(Body(users_a)["users"].size(), 1u);
   const std::string admin_a_id = Body(users_a)["users"][0]["id"];
   EXPECT_EQ(Body(users_a)["totalSize"], 1);
 
-  auto list = stack_->Http("GET", "/v1/workspaces/" + ws_a + "/users", "",
-                           admin_b);
+  auto list =
+      stack_->Http("GET", "/v1/workspaces/" + ws_a + "/users", "", admin_b);
   EXPECT_TRUE(list.status == 403 || list.status == 404) << list.body;
   auto get = stack_->Http("GET", "/v1/users/" + admin_a_id, "", admin_b);
   EXPECT_TRUE(get.status == 403 || get.status == 404) << get.body;

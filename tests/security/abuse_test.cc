@@ -93,11 +93,12 @@ TEST_F(AbuseTest, HundredConcurrentAcceptsExactlyOneWins) {
 
 TEST_F(AbuseTest, UsedRevokedAndUnknownTokensAreRefusedAlike) {
   const std::string used = Invite("used@guest.example");
-  ASSERT_EQ(stack_->Http("POST", "/v1/invitations:accept",
-                         json{{"token", used}, {"password", "guest pass 12345"}}
-                             .dump())
-                .status,
-            200);
+  ASSERT_EQ(
+      stack_
+          ->Http("POST", "/v1/invitations:accept",
+                 json{{"token", used}, {"password", "guest pass 12345"}}.dump())
+          .status,
+      200);
   const std::string revoked_token = Invite("revoked@guest.example");
   auto list = stack_->Http(
       "GET", "/v1/workspaces/" + *ws_ + "/invitations?state=PENDING", "",
@@ -109,8 +110,9 @@ TEST_F(AbuseTest, UsedRevokedAndUnknownTokensAreRefusedAlike) {
     if (inv["user"]["email"] == "revoked@guest.example") revoked_id = inv["id"];
   }
   ASSERT_FALSE(revoked_id.empty()) << list.body;
-  ASSERT_EQ(stack_->Http("POST", "/v1/invitations/" + revoked_id + ":revoke",
-                         "{}", *admin_)
+  ASSERT_EQ(stack_
+                ->Http("POST", "/v1/invitations/" + revoked_id + ":revoke",
+                       "{}", *admin_)
                 .status,
             200);
 
@@ -159,10 +161,11 @@ TEST_F(AbuseTest, RequestFloodSendsOneEmailPerAdmin) {
   int sent_like = 0;
   std::string last_body;
   for (int attempt = 0; attempt < 50; ++attempt) {
-    auto msgs = stack_->Http(
-        "GET",
-        "/v1/workspaces/" + *ws_ + "/messages?category=access_request&pageSize=1000",
-        "", *admin_);
+    auto msgs =
+        stack_->Http("GET",
+                     "/v1/workspaces/" + *ws_ +
+                         "/messages?category=access_request&pageSize=1000",
+                     "", *admin_);
     ASSERT_EQ(msgs.status, 200) << msgs.body;
     sent_like = 0;
     last_body = msgs.body;
@@ -191,9 +194,9 @@ TEST_F(AbuseTest, PasswordGuessingIsRateLimited) {
 }
 
 TEST_F(AbuseTest, HostileStringsGetACleanClientError) {
-  const std::vector<std::string> names = {
-      std::string("nul\0byte", 8), std::string(100000, 'x'),
-      "\xff\xfe invalid utf8"};
+  const std::vector<std::string> names = {std::string("nul\0byte", 8),
+                                          std::string(100000, 'x'),
+                                          "\xff\xfe invalid utf8"};
   for (const std::string& name : names) {
     // Built by hand: nlohmann would refuse to serialise invalid UTF-8.
     std::string body = R"({"email": "hostile@guest.example", "firstName": ")";
@@ -211,14 +214,13 @@ TEST_F(AbuseTest, HostileStringsGetACleanClientError) {
         << r.status << " " << r.body.substr(0, 200);
   }
   // SQL metacharacters are data, not code.
-  auto sql = stack_->Http(
-      "POST", "/v1/workspaces/" + *ws_ + "/invitations",
-      json{{"email", "sql@guest.example"},
-           {"firstName", "Robert'); DROP TABLE users;--"},
-           {"kind", "GUEST"},
-           {"sendEmail", false}}
-          .dump(),
-      *admin_);
+  auto sql = stack_->Http("POST", "/v1/workspaces/" + *ws_ + "/invitations",
+                          json{{"email", "sql@guest.example"},
+                               {"firstName", "Robert'); DROP TABLE users;--"},
+                               {"kind", "GUEST"},
+                               {"sendEmail", false}}
+                              .dump(),
+                          *admin_);
   ASSERT_EQ(sql.status, 200) << sql.body;
   EXPECT_EQ(Body(sql)["user"]["firstName"], "Robert'); DROP TABLE users;--");
   auto search = stack_->Http(

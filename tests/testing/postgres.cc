@@ -19,7 +19,8 @@ constexpr char kBin[] = "/usr/lib/postgresql/15/bin";
 // As root, PostgreSQL must run as `postgres`; `cd /` because runuser keeps
 // the cwd, which may be unreachable for that user.
 std::string AsPostgres(const std::string& cmd) {
-  if (geteuid() == 0) return absl::StrCat("cd / && runuser -u postgres -- ", cmd);
+  if (geteuid() == 0)
+    return absl::StrCat("cd / && runuser -u postgres -- ", cmd);
   return cmd;
 }
 
@@ -69,9 +70,9 @@ TestPostgres::TestPostgres() {
 TestPostgres::~TestPostgres() {
   // Best effort: a cluster that is already down is fine.
   (void)!std::system(AsPostgres(absl::StrCat(kBin, "/pg_ctl -D ", dir_,
-                                      "/data -m immediate -w stop "
-                                      ">/dev/null 2>&1"))
-                  .c_str());
+                                             "/data -m immediate -w stop "
+                                             ">/dev/null 2>&1"))
+                         .c_str());
   (void)!std::system(absl::StrCat("rm -rf ", dir_).c_str());
 }
 
@@ -91,8 +92,8 @@ void TestPostgres::Stop() {
 }
 
 std::string TestPostgres::ConnInfo(const std::string& db) const {
-  return absl::StrCat("host=127.0.0.1 port=", port_, " user=postgres dbname=",
-                      db);
+  return absl::StrCat("host=127.0.0.1 port=", port_,
+                      " user=postgres dbname=", db);
 }
 
 std::string TestPostgres::CreateDatabase(const std::string& db) {

@@ -129,9 +129,9 @@ HttpResponse UpstreamError(const grpc::Status& status, const Route& route,
               absl::StrContains(message, "Connection refused") ||
               absl::StrContains(message, "Socket closed") ||
               absl::StrContains(message, "connections to all backends"))) {
-    message = absl::StrCat("the ", ShortService(route.service),
-                           " service is unavailable (", message,
-                           "); retry later");
+    message =
+        absl::StrCat("the ", ShortService(route.service),
+                     " service is unavailable (", message, "); retry later");
   }
   return Error(HttpStatusForCode(code), code, message);
 }
@@ -158,10 +158,10 @@ struct ForwardedMetadata {
 class UnaryHandler final : public RequestHandler,
                            public std::enable_shared_from_this<UnaryHandler> {
  public:
-  UnaryHandler(const Route* route, std::vector<std::pair<std::string, std::string>> bindings,
+  UnaryHandler(const Route* route,
+               std::vector<std::pair<std::string, std::string>> bindings,
                QueryParams query, BodyKind kind, grpc::GenericStub* stub,
-               ForwardedMetadata metadata, absl::Duration timeout,
-               Reply reply)
+               ForwardedMetadata metadata, absl::Duration timeout, Reply reply)
       : route_(route),
         bindings_(std::move(bindings)),
         query_(std::move(query)),
@@ -260,8 +260,7 @@ class StreamingHandler final
     const Message* prototype = route_->request_prototype;
     std::unique_ptr<Message> message(prototype->New());
     message->GetReflection()->SetString(
-        message.get(),
-        message->GetDescriptor()->FindFieldByName(route_->body),
+        message.get(), message->GetDescriptor()->FindFieldByName(route_->body),
         std::move(chunk));
     absl::MutexLock lock(&mu_);
     if (failed_) return;  // OnDone replies; stop reading
@@ -279,10 +278,10 @@ class StreamingHandler final
 
   void OnBodyError(BodyError error) override {
     if (error == BodyError::kTooLarge) {
-      reply_(Error(413, absl::StatusCode::kInvalidArgument,
-                   absl::StrCat("upload too large: the limit for ",
-                                route_->pattern, " is ",
-                                route_->max_body_bytes, " bytes")));
+      reply_(Error(
+          413, absl::StatusCode::kInvalidArgument,
+          absl::StrCat("upload too large: the limit for ", route_->pattern,
+                       " is ", route_->max_body_bytes, " bytes")));
     }
     context_.TryCancel();
   }
@@ -436,9 +435,9 @@ HttpResponse Gateway::Preflight(const HttpRequestHead& head) {
     allow = absl::StrJoin(match.allowed, ", ");
   }
   if (!head.Header("access-control-request-method").empty()) {
-    r.headers.emplace_back("access-control-allow-methods",
-                           allow.empty() ? "GET, POST, PUT, PATCH, DELETE"
-                                         : allow);
+    r.headers.emplace_back(
+        "access-control-allow-methods",
+        allow.empty() ? "GET, POST, PUT, PATCH, DELETE" : allow);
     r.headers.emplace_back(
         "access-control-allow-headers",
         "authorization, content-type, x-request-id, idempotency-key");
@@ -469,8 +468,8 @@ void Gateway::Ready(Reply reply) {
       absl::MutexLock lock(&state->mu);
       std::sort(state->results.begin(), state->results.end());
       for (const auto& [name, status] : state->results) {
-        absl::StrAppend(&peers, peers.empty() ? "" : ",", JsonQuote(name),
-                        ":", JsonQuote(status));
+        absl::StrAppend(&peers, peers.empty() ? "" : ",", JsonQuote(name), ":",
+                        JsonQuote(status));
         if (status != "SERVING") down.push_back(JsonQuote(name));
       }
     }
@@ -526,9 +525,8 @@ void Gateway::Ready(Reply reply) {
                 break;
               }
             }
-            static const char* const kNames[] = {"UNKNOWN", "SERVING",
-                                                 "NOT_SERVING",
-                                                 "SERVICE_UNKNOWN"};
+            static const char* const kNames[] = {
+                "UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"};
             result = value < 4 ? kNames[value] : "UNKNOWN";
           }
           bool last;
@@ -559,17 +557,17 @@ Dispatch Gateway::OnRequest(const HttpRequestHead& head, Reply reply) {
     AddCors(origin_head, &response);
     const absl::Duration took = absl::Now() - start;
     metrics_.Record(*route_label, method, response.status, took);
-    const bool probe = *route_label == "/healthz" || *route_label == "/readyz" ||
-                       *route_label == "/metrics";
+    const bool probe = *route_label == "/healthz" ||
+                       *route_label == "/readyz" || *route_label == "/metrics";
     if (options_.access_log && (!probe || response.status >= 400)) {
-      LogFields fields = {{"method", method},
-                          {"path", path},
-                          {"route", *route_label},
-                          {"status", absl::StrCat(response.status)},
-                          {"duration_ms",
-                           absl::StrCat(absl::ToDoubleMilliseconds(took))},
-                          {"remote", remote},
-                          {"request_id", request_id}};
+      LogFields fields = {
+          {"method", method},
+          {"path", path},
+          {"route", *route_label},
+          {"status", absl::StrCat(response.status)},
+          {"duration_ms", absl::StrCat(absl::ToDoubleMilliseconds(took))},
+          {"remote", remote},
+          {"request_id", request_id}};
       // Query strings may carry secrets (unsubscribe tokens).
       if (!query.empty() &&
           !absl::StrContains(absl::AsciiStrToLower(query), "token")) {
@@ -634,10 +632,10 @@ Dispatch Gateway::OnRequest(const HttpRequestHead& head, Reply reply) {
   }
   if (match.outcome == RouteTable::Outcome::kMethodNotAllowed) {
     *route_label = "method_not_allowed";
-    HttpResponse r = Error(
-        405, absl::StatusCode::kUnimplemented,
-        absl::StrCat(head.method, " is not allowed on ", head.path,
-                     "; allowed: ", absl::StrJoin(match.allowed, ", ")));
+    HttpResponse r =
+        Error(405, absl::StatusCode::kUnimplemented,
+              absl::StrCat(head.method, " is not allowed on ", head.path,
+                           "; allowed: ", absl::StrJoin(match.allowed, ", ")));
     r.headers.emplace_back("allow", absl::StrJoin(match.allowed, ", "));
     return replied(std::move(r));
   }
@@ -645,9 +643,9 @@ Dispatch Gateway::OnRequest(const HttpRequestHead& head, Reply reply) {
   *route_label = route->pattern;
   auto peer = by_service_.find(route->service);
   if (peer == by_service_.end()) {
-    return replied(Error(501, absl::StatusCode::kUnimplemented,
-                         absl::StrCat("no upstream configured for ",
-                                      route->service)));
+    return replied(
+        Error(501, absl::StatusCode::kUnimplemented,
+              absl::StrCat("no upstream configured for ", route->service)));
   }
   BodyKind kind = BodyKind::kNone;
   if (HasBody(head) || route->raw_body) {

@@ -4,8 +4,8 @@
 // request ids, metadata forwarding and the access log.
 #pragma once
 
-#include <grpcpp/grpcpp.h>
 #include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
 
 #include <map>
 #include <memory>

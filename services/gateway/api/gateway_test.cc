@@ -40,7 +40,8 @@ class FakeIdentity final : public id::IdentityService::Service {
   grpc::Status GetUser(grpc::ServerContext* ctx, const id::GetUserRequest* req,
                        id::User* out) override {
     if (req->user_id() == "missing") {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND, "user missing not found");
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          "user missing not found");
     }
     if (req->user_id() == "denied") {
       return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "not yours");
@@ -66,7 +67,8 @@ class FakeIdentity final : public id::IdentityService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status UpdateUser(grpc::ServerContext*, const id::UpdateUserRequest* req,
+  grpc::Status UpdateUser(grpc::ServerContext*,
+                          const id::UpdateUserRequest* req,
                           id::User* out) override {
     *out = req->user();
     out->set_id(req->user_id());
@@ -98,8 +100,8 @@ class FakeIdentity final : public id::IdentityService::Service {
                                  const id::GetImportTemplateRequest* req,
                                  google::api::HttpBody* out) override {
     out->set_content_type("text/csv; charset=utf-8");
-    out->set_data(absl::StrCat("username,first_name\n# ", req->workspace_id(),
-                               "\n"));
+    out->set_data(
+        absl::StrCat("username,first_name\n# ", req->workspace_id(), "\n"));
     return grpc::Status::OK;
   }
 
@@ -182,9 +184,9 @@ size_t WriteHeader(char* data, size_t size, size_t n, void* out) {
   std::string line(data, size * n);
   const size_t colon = line.find(':');
   if (colon != std::string::npos) {
-    (*static_cast<std::map<std::string, std::string>*>(out))
-        [absl::AsciiStrToLower(line.substr(0, colon))] =
-            std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+    (*static_cast<std::map<std::string, std::string>*>(
+        out))[absl::AsciiStrToLower(line.substr(0, colon))] =
+        std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
   }
   return size * n;
 }
@@ -245,8 +247,8 @@ class GatewayTest : public ::testing::Test {
              absl::Duration upstream_timeout = absl::Milliseconds(700),
              absl::Duration idle_timeout = absl::Seconds(60)) {
       auto* pool = google::protobuf::DescriptorPool::generated_pool();
-      const auto* identity = id::User::descriptor()->file()->FindServiceByName(
-          "IdentityService");
+      const auto* identity =
+          id::User::descriptor()->file()->FindServiceByName("IdentityService");
       const auto* membership =
           mb::Group::descriptor()->file()->FindServiceByName(
               "MembershipService");
@@ -313,8 +315,8 @@ class GatewayTest : public ::testing::Test {
     const absl::Time start = absl::Now();
     CURLcode rc = curl_easy_perform(curl);
     result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
-    EXPECT_EQ(rc, CURLE_OK) << curl_easy_strerror(rc) << " " << method << " "
-                            << path;
+    EXPECT_EQ(rc, CURLE_OK)
+        << curl_easy_strerror(rc) << " " << method << " " << path;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &result.status);
     curl_slist_free_all(list);
     curl_easy_cleanup(curl);
@@ -326,8 +328,7 @@ class GatewayTest : public ::testing::Test {
     return Call(*main_, "GET", path, "", std::move(headers));
   }
   static HttpResult PostJson(const std::string& path, const std::string& body) {
-    return Call(*main_, "POST", path, body,
-                {"Content-Type: application/json"});
+    return Call(*main_, "POST", path, body, {"Content-Type: application/json"});
   }
 
   static FakeIdentity* identity_;
@@ -359,11 +360,10 @@ TEST_F(GatewayTest, PathParameterIsPercentDecoded) {
 }
 
 TEST_F(GatewayTest, ForwardsOnlyTokenRequestIdAndClientAddress) {
-  HttpResult r = Get("/v1/users/u1", {"Authorization: Bearer gls_abc",
-                                      "X-Request-Id: req-42",
-                                      "X-Guestlist-Internal-Token: forged",
-                                      "Cookie: session=1",
-                                      "X-Forwarded-For: 6.6.6.6"});
+  HttpResult r = Get("/v1/users/u1",
+                     {"Authorization: Bearer gls_abc", "X-Request-Id: req-42",
+                      "X-Guestlist-Internal-Token: forged", "Cookie: session=1",
+                      "X-Forwarded-For: 6.6.6.6"});
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_THAT(r.body, HasSubstr("\"username\":\"Bearer gls_abc\""));
   EXPECT_THAT(r.body, HasSubstr("\"email\":\"req-42\""));
@@ -387,27 +387,30 @@ TEST_F(GatewayTest, BodyStarWithNonAsciiText) {
       absl::StrCat(R"({"workspace":{"name":"acme","displayName":")", name,
                    R"(","licenseCount":5},"adminEmail":"a@acme.test"})"));
   EXPECT_EQ(r.status, 200) << r.body;
-  EXPECT_THAT(r.body, HasSubstr(absl::StrCat("\"displayName\":\"", name, "\"")));
+  EXPECT_THAT(r.body,
+              HasSubstr(absl::StrCat("\"displayName\":\"", name, "\"")));
   EXPECT_THAT(r.body, HasSubstr("\"id\":\"a@acme.test\""));
   EXPECT_THAT(r.body, HasSubstr("\"licenseCount\":5"));
 }
 
 TEST_F(GatewayTest, FieldBodyWithQueryUpdateMask) {
-  HttpResult r = Call(*main_, "PATCH",
-                      "/v1/users/u9?updateMask=firstName,accessExpireTime",
-                      R"({"firstName":"Zo\u00eb","accessExpireTime":"2030-01-02T03:04:05Z"})",
-                      {"Content-Type: application/json; charset=utf-8"});
+  HttpResult r = Call(
+      *main_, "PATCH", "/v1/users/u9?updateMask=firstName,accessExpireTime",
+      R"({"firstName":"Zo\u00eb","accessExpireTime":"2030-01-02T03:04:05Z"})",
+      {"Content-Type: application/json; charset=utf-8"});
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_THAT(r.body, HasSubstr("\"id\":\"u9\""));
   EXPECT_THAT(r.body, HasSubstr("\"firstName\":\"Zo\xC3\xAB\""));
-  EXPECT_THAT(r.body, HasSubstr("\"lastName\":\"first_name,access_expire_time\""));
-  EXPECT_THAT(r.body, HasSubstr("\"accessExpireTime\":\"2030-01-02T03:04:05Z\""));
+  EXPECT_THAT(r.body,
+              HasSubstr("\"lastName\":\"first_name,access_expire_time\""));
+  EXPECT_THAT(r.body,
+              HasSubstr("\"accessExpireTime\":\"2030-01-02T03:04:05Z\""));
 }
 
 TEST_F(GatewayTest, QueryParametersIncludingEnumsAndNonAscii) {
-  HttpResult r = Get(
-      "/v1/workspaces/w1/users?kind=GUEST&status=SUSPENDED&pageSize=7"
-      "&query=%C3%A9t%C3%A9&orderBy=createTime+desc");
+  HttpResult r =
+      Get("/v1/workspaces/w1/users?kind=GUEST&status=SUSPENDED&pageSize=7"
+          "&query=%C3%A9t%C3%A9&orderBy=createTime+desc");
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_THAT(r.body, HasSubstr("\"workspaceId\":\"w1\""));
   EXPECT_THAT(r.body, HasSubstr("\"username\":\"\xC3\xA9t\xC3\xA9\""));
@@ -439,9 +442,10 @@ TEST_F(GatewayTest, CsvUploadIsStreamedInChunks) {
   }
   int lines = 0;
   for (char c : csv) lines += c == '\n';
-  HttpResult r = Call(*main_, "POST",
-                      "/v1/workspaces/w3/users:import?dryRun=true&mode=BEST_EFFORT",
-                      csv, {"Content-Type: text/csv"});
+  HttpResult r =
+      Call(*main_, "POST",
+           "/v1/workspaces/w3/users:import?dryRun=true&mode=BEST_EFFORT", csv,
+           {"Content-Type: text/csv"});
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_THAT(r.body, HasSubstr("\"workspaceId\":\"w3\""));
   EXPECT_THAT(r.body, HasSubstr("\"dryRun\":true"));
@@ -449,13 +453,14 @@ TEST_F(GatewayTest, CsvUploadIsStreamedInChunks) {
   EXPECT_THAT(r.body, HasSubstr(absl::StrCat("\"rowsTotal\":", lines)));
   EXPECT_THAT(r.body, HasSubstr(absl::StrCat("\"created\":", csv.size())));
   // rowsProcessed carries the largest chunk the service saw.
-  EXPECT_THAT(r.body, HasSubstr(absl::StrCat("\"rowsProcessed\":", kChunkBytes)));
+  EXPECT_THAT(r.body,
+              HasSubstr(absl::StrCat("\"rowsProcessed\":", kChunkBytes)));
 }
 
 TEST_F(GatewayTest, CsvUploadChunkedTransferEncoding) {
-  HttpResult r = Call(*main_, "POST", "/v1/workspaces/w4/users:import",
-                      "username\na\nb\n",
-                      {"Content-Type: text/csv", "Transfer-Encoding: chunked"});
+  HttpResult r =
+      Call(*main_, "POST", "/v1/workspaces/w4/users:import", "username\na\nb\n",
+           {"Content-Type: text/csv", "Transfer-Encoding: chunked"});
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_THAT(r.body, HasSubstr("\"rowsTotal\":3"));
 }
@@ -497,12 +502,13 @@ TEST_F(GatewayTest, OversizedJsonBody) {
   EXPECT_THAT(r.body, HasSubstr("1048576"));
   // A base64 PDF body may be larger than 1 MiB.
   std::string pdf(3 << 20, 'A');
-  HttpResult report = PostJson(
-      "/v1/apps/a1/reports",
-      absl::StrCat(R"({"title":"t","filename":"r.pdf","content":")", pdf,
-                   "\"}"));
+  HttpResult report =
+      PostJson("/v1/apps/a1/reports",
+               absl::StrCat(R"({"title":"t","filename":"r.pdf","content":")",
+                            pdf, "\"}"));
   EXPECT_EQ(report.status, 200) << report.body.substr(0, 200);
-  EXPECT_THAT(report.body, HasSubstr(absl::StrCat("\"recipients\":", (3 << 20) / 4 * 3)));
+  EXPECT_THAT(report.body,
+              HasSubstr(absl::StrCat("\"recipients\":", (3 << 20) / 4 * 3)));
 }
 
 TEST_F(GatewayTest, UnknownRouteAndWrongMethod) {
@@ -538,7 +544,9 @@ TEST_F(GatewayTest, ErrorMapping) {
 }
 
 TEST_F(GatewayTest, PrimitiveDefaultsArePrinted) {
-  HttpResult r = PostJson("/v1/check", R"({"userId":"u","permission":"group.view","resource":"groups/g"})");
+  HttpResult r = PostJson(
+      "/v1/check",
+      R"({"userId":"u","permission":"group.view","resource":"groups/g"})");
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_THAT(r.body, HasSubstr("\"allowed\":false"));
 }
@@ -568,7 +576,8 @@ TEST_F(GatewayTest, CorsPreflightAndHeaders) {
                         {"Origin: https://admin.example",
                          "Access-Control-Request-Method: PATCH"});
   EXPECT_EQ(pre.status, 204);
-  EXPECT_EQ(pre.headers["access-control-allow-origin"], "https://admin.example");
+  EXPECT_EQ(pre.headers["access-control-allow-origin"],
+            "https://admin.example");
   EXPECT_THAT(pre.headers["access-control-allow-headers"],
               HasSubstr("authorization"));
   HttpResult other = Get("/v1/users/u1", {"Origin: https://evil.example"});
@@ -585,7 +594,8 @@ TEST_F(GatewayTest, HealthReadinessMetricsOpenApi) {
   EXPECT_EQ(ready.status, 200) << ready.body;
   HttpResult not_ready = Call(*down_, "GET", "/readyz");
   EXPECT_EQ(not_ready.status, 503);
-  EXPECT_THAT(not_ready.body, HasSubstr("\"notReady\":[\"membership\",\"notification\"]"));
+  EXPECT_THAT(not_ready.body,
+              HasSubstr("\"notReady\":[\"membership\",\"notification\"]"));
   Get("/v1/users/missing");
   HttpResult metrics = Get("/metrics");
   EXPECT_EQ(metrics.status, 200);
@@ -596,7 +606,9 @@ TEST_F(GatewayTest, HealthReadinessMetricsOpenApi) {
               HasSubstr("guestlist_gateway_request_duration_seconds_bucket"));
   HttpResult doc = Get("/v1/openapi.json");
   EXPECT_EQ(doc.status, 200);
-  EXPECT_THAT(doc.body, HasSubstr("\"/v1/workspaces/{options.workspace_id}/users:import\""));
+  EXPECT_THAT(
+      doc.body,
+      HasSubstr("\"/v1/workspaces/{options.workspace_id}/users:import\""));
 }
 
 TEST_F(GatewayTest, HeadersTooLarge) {

@@ -1,11 +1,11 @@
 #include "services/gateway/api/http_server.h"
 
 #include <atomic>
-#include <limits>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <limits>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -120,9 +120,9 @@ class HttpServer::Impl::Session final
     idle_ = false;
     if (ec) {
       if (ec == http::error::header_limit) {
-        return WriteResponse(server_->app_->BadRequest(
-                                 431, "request headers are too large"),
-                             /*close=*/true);
+        return WriteResponse(
+            server_->app_->BadRequest(431, "request headers are too large"),
+            /*close=*/true);
       }
       if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
           ec == net::error::operation_aborted ||
@@ -131,8 +131,8 @@ class HttpServer::Impl::Session final
         return Close();
       }
       return WriteResponse(
-          server_->app_->BadRequest(400, absl::StrCat("malformed HTTP request: ",
-                                                      ec.message())),
+          server_->app_->BadRequest(
+              400, absl::StrCat("malformed HTTP request: ", ec.message())),
           /*close=*/true);
     }
     auto& req = parser_->get();
@@ -180,21 +180,21 @@ class HttpServer::Impl::Session final
       auto cont = std::make_shared<http::response<http::empty_body>>(
           http::status::continue_, 11);
       continue_pending_ = true;
-      http::async_write(stream_, *cont,
-                        [self = shared_from_this(), cont](beast::error_code ec,
-                                                          size_t) {
-                          self->continue_pending_ = false;
-                          // An answer that came while `100 Continue` was
-                          // being written waited for it (one write at a
-                          // time); send it now.
-                          if (self->pending_reply_.has_value()) {
-                            HttpResponse r = std::move(*self->pending_reply_);
-                            self->pending_reply_.reset();
-                            return self->WriteResponse(std::move(r), true);
-                          }
-                          if (ec) return self->AbortBody();
-                          self->ReadBody();
-                        });
+      http::async_write(
+          stream_, *cont,
+          [self = shared_from_this(), cont](beast::error_code ec, size_t) {
+            self->continue_pending_ = false;
+            // An answer that came while `100 Continue` was
+            // being written waited for it (one write at a
+            // time); send it now.
+            if (self->pending_reply_.has_value()) {
+              HttpResponse r = std::move(*self->pending_reply_);
+              self->pending_reply_.reset();
+              return self->WriteResponse(std::move(r), true);
+            }
+            if (ec) return self->AbortBody();
+            self->ReadBody();
+          });
       return;
     }
     ReadBody();
@@ -244,14 +244,13 @@ class HttpServer::Impl::Session final
       if (got == 0) return ReadBody();
       auto handler = handler_;
       const uint64_t generation = generation_;
-      handler->OnChunk(std::string(chunk_, got),
-                       [self = shared_from_this(), generation] {
-                         net::post(self->stream_.get_executor(),
-                                   [self, generation] {
-                                     if (generation != self->generation_) return;
-                                     self->ReadBody();
-                                   });
-                       });
+      handler->OnChunk(
+          std::string(chunk_, got), [self = shared_from_this(), generation] {
+            net::post(self->stream_.get_executor(), [self, generation] {
+              if (generation != self->generation_) return;
+              self->ReadBody();
+            });
+          });
       return;
     }
     body_.append(chunk_, got);
@@ -351,7 +350,7 @@ class HttpServer::Impl::Session final
   bool responded_ = false;
   bool idle_ = false;
   bool closed_ = false;
-  bool reading_ = false;    // an async_read of the body is in flight
+  bool reading_ = false;           // an async_read of the body is in flight
   bool continue_pending_ = false;  // `100 Continue` is being written
   std::optional<HttpResponse> pending_reply_;
   bool lingering_ = false;  // discarding input before closing
@@ -370,9 +369,9 @@ absl::StatusOr<int> HttpServer::Impl::Start() {
   if (!ec) acceptor_.bind(endpoint, ec);
   if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
   if (ec) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", options_.host, ":", options_.port, ": ",
-        ec.message()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.host, ":", options_.port,
+                     ": ", ec.message()));
   }
   const int port = acceptor_.local_endpoint().port();
   DoAccept();

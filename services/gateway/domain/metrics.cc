@@ -47,9 +47,8 @@ std::string Metrics::Render() const {
       "request's headers to the end of the response, by route and method.\n"
       "# TYPE guestlist_gateway_request_duration_seconds histogram\n");
   for (const auto& [key, h] : latency_) {
-    const std::string labels = absl::StrCat("route=\"", Label(key.first),
-                                            "\",method=\"", Label(key.second),
-                                            "\"");
+    const std::string labels = absl::StrCat(
+        "route=\"", Label(key.first), "\",method=\"", Label(key.second), "\"");
     for (size_t i = 0; i < kBuckets.size(); ++i) {
       absl::StrAppend(&out,
                       "guestlist_gateway_request_duration_seconds_bucket{",

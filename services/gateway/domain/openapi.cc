@@ -128,8 +128,7 @@ class SchemaBuilder {
 // through singular messages, dotted) not bound by the path.
 void QueryParameters(SchemaBuilder& builder, const Descriptor* message,
                      const std::string& prefix,
-                     const std::set<std::string>& bound, int depth,
-                     json* out) {
+                     const std::set<std::string>& bound, int depth, json* out) {
   if (depth > 3) return;
   for (int i = 0; i < message->field_count(); ++i) {
     const FieldDescriptor* field = message->field(i);
@@ -143,8 +142,8 @@ void QueryParameters(SchemaBuilder& builder, const Descriptor* message,
                                type == "google.protobuf.FieldMask";
       if (!scalar_like) {
         if (!field->is_repeated() && type.rfind("google.", 0) != 0) {
-          QueryParameters(builder, field->message_type(),
-                          proto_path + ".", bound, depth + 1, out);
+          QueryParameters(builder, field->message_type(), proto_path + ".",
+                          bound, depth + 1, out);
         }
         continue;
       }
@@ -188,7 +187,8 @@ std::string BuildOpenApi(const RouteTable& routes, const std::string& title) {
       if (!route.body.empty()) bound.insert(route.body);
       QueryParameters(builder, input, "", bound, 0, &params);
       if (!route.query_prefix.empty()) {
-        const FieldDescriptor* prefix = input->FindFieldByName(route.query_prefix);
+        const FieldDescriptor* prefix =
+            input->FindFieldByName(route.query_prefix);
         if (prefix != nullptr && prefix->message_type() != nullptr) {
           std::set<std::string> inner;
           for (const auto& b : bound) {
@@ -199,9 +199,8 @@ std::string BuildOpenApi(const RouteTable& routes, const std::string& title) {
           // Drop the prefix message itself, list its fields by JSON name.
           json kept = json::array();
           for (auto& p : params) {
-            if (p["in"] != "query" ||
-                p["name"].get<std::string>().rfind(route.query_prefix + ".",
-                                                   0) != 0) {
+            if (p["in"] != "query" || p["name"].get<std::string>().rfind(
+                                          route.query_prefix + ".", 0) != 0) {
               kept.push_back(p);
             }
           }
@@ -221,23 +220,25 @@ std::string BuildOpenApi(const RouteTable& routes, const std::string& title) {
     } else if (route.body == "*") {
       op["requestBody"] = {
           {"required", true},
-          {"content", {{"application/json", {{"schema", builder.Ref(input)}}}}}};
+          {"content",
+           {{"application/json", {{"schema", builder.Ref(input)}}}}}};
     } else if (!route.body.empty()) {
       const FieldDescriptor* field = input->FindFieldByName(route.body);
       op["requestBody"] = {
           {"required", true},
           {"content",
-           {{"application/json",
-             {{"schema", builder.FieldSchema(field)}}}}}};
+           {{"application/json", {{"schema", builder.FieldSchema(field)}}}}}};
     }
     json ok;
     ok["description"] = "OK";
     if (route.http_body_response) {
       ok["content"] = {
-          {"text/csv", {{"schema", {{"type", "string"}, {"format", "binary"}}}}}};
+          {"text/csv",
+           {{"schema", {{"type", "string"}, {"format", "binary"}}}}}};
     } else {
-      ok["content"] = {{"application/json",
-                        {{"schema", builder.MessageSchema(method->output_type())}}}};
+      ok["content"] = {
+          {"application/json",
+           {{"schema", builder.MessageSchema(method->output_type())}}}};
     }
     op["responses"] = {
         {"200", ok},

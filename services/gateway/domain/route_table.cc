@@ -59,10 +59,10 @@ const FieldDescriptor* ResolveFieldPath(const Descriptor* message,
     if (message == nullptr) return nullptr;
     field = message->FindFieldByName(std::string(part));
     if (field == nullptr) return nullptr;
-    message = field->type() == FieldDescriptor::TYPE_MESSAGE &&
-                      !field->is_repeated()
-                  ? field->message_type()
-                  : nullptr;
+    message =
+        field->type() == FieldDescriptor::TYPE_MESSAGE && !field->is_repeated()
+            ? field->message_type()
+            : nullptr;
   }
   return field;
 }
@@ -120,8 +120,8 @@ absl::Status AddRoute(const MethodDescriptor* method,
   route.response_prototype = factory->GetPrototype(method->output_type());
   if (route.request_prototype == nullptr ||
       route.response_prototype == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        method->full_name(), ": messages are not compiled in"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(method->full_name(), ": messages are not compiled in"));
   }
   route.service = method->service()->full_name();
   route.grpc_path =
@@ -320,8 +320,7 @@ RouteTable::Match RouteTable::Find(absl::string_view method,
                                    absl::string_view path) const {
   Match result;
   if (path.empty() || path[0] != '/') return result;
-  std::vector<absl::string_view> segments =
-      absl::StrSplit(path.substr(1), '/');
+  std::vector<absl::string_view> segments = absl::StrSplit(path.substr(1), '/');
   // A custom verb is the text after the last ':' of the last segment.
   std::vector<absl::string_view> without_verb = segments;
   absl::string_view verb;
@@ -334,8 +333,8 @@ RouteTable::Match RouteTable::Find(absl::string_view method,
   bool verb_matched = false;
   for (const Route& route : routes_) {
     const bool has_verb = !route.path.verb.empty();
-    if (has_verb && (colon == absl::string_view::npos ||
-                     verb != route.path.verb)) {
+    if (has_verb &&
+        (colon == absl::string_view::npos || verb != route.path.verb)) {
       continue;
     }
     if (!MatchSegments(route.path, has_verb ? without_verb : segments)) {
@@ -347,11 +346,10 @@ RouteTable::Match RouteTable::Find(absl::string_view method,
   // `/users/x:suspend` also matches `/users/{id}` with id "x:suspend"; the
   // custom method is the intended one.
   if (verb_matched) {
-    matches.erase(std::remove_if(matches.begin(), matches.end(),
-                                 [](const Route* r) {
-                                   return r->path.verb.empty();
-                                 }),
-                  matches.end());
+    matches.erase(
+        std::remove_if(matches.begin(), matches.end(),
+                       [](const Route* r) { return r->path.verb.empty(); }),
+        matches.end());
   }
   if (matches.empty()) return result;
   const Route* best = nullptr;
@@ -372,8 +370,8 @@ RouteTable::Match RouteTable::Find(absl::string_view method,
       best->path.verb.empty() ? segments : without_verb;
   for (const auto& var : best->path.variables) {
     const size_t end = var.end < 0 ? used.size() : static_cast<size_t>(var.end);
-    std::string raw = absl::StrJoin(used.begin() + var.begin,
-                                    used.begin() + end, "/");
+    std::string raw =
+        absl::StrJoin(used.begin() + var.begin, used.begin() + end, "/");
     auto decoded = PercentDecode(raw);
     // A malformed escape is kept verbatim; the service rejects the value.
     result.bindings.emplace_back(var.field_path,

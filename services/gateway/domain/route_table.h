@@ -42,9 +42,9 @@ absl::StatusOr<std::string> PercentDecode(absl::string_view text);
 
 // Size limits that apply to a route's request body.
 struct BodyLimits {
-  size_t json = 1 << 20;                  // ordinary JSON bodies
-  size_t json_with_bytes = 14 << 20;      // JSON carrying base64 bytes
-  size_t stream = size_t{100} << 20;      // raw bodies streamed upstream
+  size_t json = 1 << 20;              // ordinary JSON bodies
+  size_t json_with_bytes = 14 << 20;  // JSON carrying base64 bytes
+  size_t stream = size_t{100} << 20;  // raw bodies streamed upstream
 };
 
 struct Route {

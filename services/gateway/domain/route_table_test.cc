@@ -35,7 +35,8 @@ const RouteTable& Table() {
 }
 
 TEST(PathTemplateTest, ParsesVariablesAndVerb) {
-  auto t = ParsePathTemplate("/v1/workspaces/{options.workspace_id}/users:import");
+  auto t =
+      ParsePathTemplate("/v1/workspaces/{options.workspace_id}/users:import");
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_EQ(t->verb, "import");
   ASSERT_EQ(t->segments.size(), 4u);
@@ -83,7 +84,8 @@ TEST(RouteTableTest, FindsPathVariablesAndDecodesThem) {
   ASSERT_EQ(m.outcome, RouteTable::Outcome::kFound);
   EXPECT_EQ(m.route->method->name(), "GetUser");
   EXPECT_THAT(m.bindings, ElementsAre(Pair("user_id", "a/b \xC3\xA9")));
-  EXPECT_EQ(m.route->grpc_path, "/guestlist.identity.v1.IdentityService/GetUser");
+  EXPECT_EQ(m.route->grpc_path,
+            "/guestlist.identity.v1.IdentityService/GetUser");
 }
 
 TEST(RouteTableTest, CustomVerbWins) {
@@ -144,10 +146,12 @@ TEST(TranscoderTest, BodyFieldQueryAndPath) {
   identity::v1::UpdateUserRequest req;
   auto query = ParseQuery("updateMask=firstName,accessExpireTime");
   ASSERT_TRUE(query.ok());
-  ASSERT_TRUE(BuildRequest(*m.route, m.bindings, *query, BodyKind::kJson,
-                           R"({"firstName":"Zoë","accessExpireTime":"2030-01-02T03:04:05Z"})",
-                           &req)
-                  .ok());
+  ASSERT_TRUE(
+      BuildRequest(
+          *m.route, m.bindings, *query, BodyKind::kJson,
+          R"({"firstName":"Zoë","accessExpireTime":"2030-01-02T03:04:05Z"})",
+          &req)
+          .ok());
   EXPECT_EQ(req.user_id(), "u7");
   EXPECT_EQ(req.user().first_name(), "Zo\xC3\xAB");
   EXPECT_EQ(req.user().access_expire_time().seconds(), 1893553445);
@@ -179,8 +183,10 @@ TEST(TranscoderTest, FieldMaskPathsAreValidated) {
   auto s = SetFieldFromString(&req, "updateMask", "firstName,last\xffName");
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("updateMask"));
-  EXPECT_TRUE(SetFieldFromString(&req, "update_mask", "settings.invitationTtl").ok());
-  EXPECT_THAT(req.update_mask().paths(), ElementsAre("settings.invitation_ttl"));
+  EXPECT_TRUE(
+      SetFieldFromString(&req, "update_mask", "settings.invitationTtl").ok());
+  EXPECT_THAT(req.update_mask().paths(),
+              ElementsAre("settings.invitation_ttl"));
 }
 
 TEST(TranscoderTest, QueryEnumsRepeatedAndErrors) {
@@ -189,8 +195,8 @@ TEST(TranscoderTest, QueryEnumsRepeatedAndErrors) {
   identity::v1::ListUsersRequest req;
   auto q = ParseQuery("kind=GUEST&status=ACTIVE&pageSize=20&query=a+b%26c");
   ASSERT_TRUE(q.ok());
-  ASSERT_TRUE(BuildRequest(*m.route, m.bindings, *q, BodyKind::kNone, "", &req)
-                  .ok());
+  ASSERT_TRUE(
+      BuildRequest(*m.route, m.bindings, *q, BodyKind::kNone, "", &req).ok());
   EXPECT_EQ(req.kind(), identity::v1::GUEST);
   EXPECT_EQ(req.status(), identity::v1::ACTIVE);
   EXPECT_EQ(req.page_size(), 20);
@@ -226,8 +232,8 @@ TEST(TranscoderTest, UnknownJsonFieldIsNamed) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("passwrd"));
   identity::v1::LoginRequest req2;
-  s = BuildRequest(*m.route, m.bindings, {}, BodyKind::kJson, "{\"username\":",
-                   &req2);
+  s = BuildRequest(*m.route, m.bindings, {}, BodyKind::kJson,
+                   "{\"username\":", &req2);
   EXPECT_THAT(s.message(), HasSubstr("invalid JSON body"));
 }
 
@@ -317,7 +323,8 @@ TEST(OpenApiTest, DescribesRoutesAndSchemas) {
   EXPECT_THAT(doc, HasSubstr("\"operationId\":\"IdentityService_ListUsers\""));
   EXPECT_THAT(doc, HasSubstr("\"name\":\"pageSize\""));
   EXPECT_THAT(doc, HasSubstr("\"name\":\"dryRun\""));
-  EXPECT_THAT(doc, HasSubstr("{\"in\":\"path\",\"name\":\"options.workspace_id\""));
+  EXPECT_THAT(doc,
+              HasSubstr("{\"in\":\"path\",\"name\":\"options.workspace_id\""));
 }
 
 TEST(MetricsTest, RendersCountersAndHistogram) {
@@ -325,11 +332,13 @@ TEST(MetricsTest, RendersCountersAndHistogram) {
   metrics.Record("/v1/users/{user_id}", "GET", 200, absl::Microseconds(700));
   metrics.Record("/v1/users/{user_id}", "GET", 404, absl::Milliseconds(30));
   const std::string text = metrics.Render();
-  EXPECT_THAT(text, HasSubstr("guestlist_gateway_requests_total{route=\"/v1/"
-                              "users/{user_id}\",method=\"GET\",code=\"200\"} 1"));
+  EXPECT_THAT(text,
+              HasSubstr("guestlist_gateway_requests_total{route=\"/v1/"
+                        "users/{user_id}\",method=\"GET\",code=\"200\"} 1"));
   EXPECT_THAT(text, HasSubstr("le=\"0.001\"} 1"));
   EXPECT_THAT(text, HasSubstr("le=\"+Inf\"} 2"));
-  EXPECT_THAT(text, HasSubstr("guestlist_gateway_request_duration_seconds_count"));
+  EXPECT_THAT(text,
+              HasSubstr("guestlist_gateway_request_duration_seconds_count"));
 }
 
 }  // namespace

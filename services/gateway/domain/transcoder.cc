@@ -92,9 +92,9 @@ std::string OneLine(absl::string_view text) {
 
 absl::Status BadValue(absl::string_view path, absl::string_view value,
                       absl::string_view expected) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      "invalid value ", JsonQuote(value), " for \"", path, "\": expected ",
-      expected));
+  return absl::InvalidArgumentError(
+      absl::StrCat("invalid value ", JsonQuote(value), " for \"", path,
+                   "\": expected ", expected));
 }
 
 absl::Status SetLeaf(Message* message, const FieldDescriptor* field,
@@ -215,8 +215,8 @@ absl::Status SetLeaf(Message* message, const FieldDescriptor* field,
       }
       if (type == "google.protobuf.Timestamp" ||
           type == "google.protobuf.Duration") {
-        auto s = google::protobuf::util::JsonStringToMessage(JsonQuote(value),
-                                                             sub);
+        auto s =
+            google::protobuf::util::JsonStringToMessage(JsonQuote(value), sub);
         if (!s.ok()) {
           return BadValue(path, value,
                           type == "google.protobuf.Timestamp"
@@ -241,7 +241,8 @@ absl::Status SetField(Message* message, absl::string_view path,
   *unknown = false;
   std::vector<absl::string_view> parts = absl::StrSplit(path, '.');
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    const FieldDescriptor* field = FindField(message->GetDescriptor(), parts[i]);
+    const FieldDescriptor* field =
+        FindField(message->GetDescriptor(), parts[i]);
     if (field == nullptr || field->is_repeated() ||
         field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) {
       *unknown = true;
@@ -316,9 +317,8 @@ absl::StatusOr<QueryParams> ParseQuery(absl::string_view query) {
     auto k = PercentDecode(key);
     auto v = PercentDecode(value);
     if (!k.ok() || !v.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("malformed percent escape in query parameter \"", key,
-                       "\""));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "malformed percent escape in query parameter \"", key, "\""));
     }
     out.emplace_back(*std::move(k), *std::move(v));
   }
@@ -388,8 +388,8 @@ absl::Status BuildRequest(
     if (route.body != "*") {
       const FieldDescriptor* field =
           request->GetDescriptor()->FindFieldByName(route.body);
-      wrapped = absl::StrCat("{", JsonQuote(field->json_name()), ":", body,
-                             "}");
+      wrapped =
+          absl::StrCat("{", JsonQuote(field->json_name()), ":", body, "}");
       text = wrapped;
     }
     auto s = google::protobuf::util::JsonStringToMessage(
@@ -464,8 +464,8 @@ HttpReply RenderResponse(const Route& route, const Message& response) {
   // Clients read `"allowed": false` and `"users": []` more easily than an
   // absent key.
   options.always_print_primitive_fields = true;
-  auto s = google::protobuf::util::MessageToJsonString(*shown, &reply.body,
-                                                       options);
+  auto s =
+      google::protobuf::util::MessageToJsonString(*shown, &reply.body, options);
   if (!s.ok()) {
     return ErrorReply(absl::StatusCode::kInternal,
                       absl::StrCat("cannot render the response as JSON: ",
@@ -508,9 +508,9 @@ HttpReply ErrorReplyWithStatus(int http_status, absl::StatusCode code,
                                absl::string_view message) {
   HttpReply reply;
   reply.status = http_status;
-  reply.body = absl::StrCat("{\"code\":", static_cast<int>(code),
-                            ",\"message\":", JsonQuote(message),
-                            ",\"details\":[]}");
+  reply.body =
+      absl::StrCat("{\"code\":", static_cast<int>(code),
+                   ",\"message\":", JsonQuote(message), ",\"details\":[]}");
   return reply;
 }
 

@@ -100,8 +100,10 @@ int main() {
       "List-Unsubscribe=One-Click",
       "POST /v1/apps/a1/reports\napplication/json\n{\"title\":\"t\","
       "\"content\":\"JVBERi0xLjQK\"}",
-      "POST /v1/check:batch\napplication/json\n{\"checks\":[{\"userId\":\"u\"}]}",
-      "PUT /v1/apps/a/privileges/u\napplication/json\n{\"privilege\":\"GUEST\"}",
+      "POST "
+      "/v1/check:batch\napplication/json\n{\"checks\":[{\"userId\":\"u\"}]}",
+      "PUT "
+      "/v1/apps/a/privileges/u\napplication/json\n{\"privilege\":\"GUEST\"}",
       "POST /v1/workspaces/w/invitations\napplication/json; charset=utf-8\n"
       "{\"email\":\"g@x.test\",\"kind\":\"GUEST\",\"groupIds\":[\"g1\"],"
       "\"appPrivileges\":[{\"appId\":\"a\",\"privilege\":\"VIEWER\"}],"
@@ -111,8 +113,8 @@ int main() {
     LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(s.data()),
                            s.size());
   }
-  static const char kInteresting[] = {'%', '{', '}', '"', '\\', ':', '/', '?',
-                                      '&', '=', '+', '\n', '\xC3', '\xFF',
+  static const char kInteresting[] = {'%',  '{', '}', '"', '\\', ':',    '/',
+                                      '?',  '&', '=', '+', '\n', '\xC3', '\xFF',
                                       '\0', '.', '[', ']', ','};
   const char* env = std::getenv("FUZZ_SECONDS");
   const auto budget = std::chrono::seconds(env ? std::atoi(env) : 3);
@@ -129,13 +131,15 @@ int main() {
           s.insert(pos, 1, kInteresting[rng() % sizeof(kInteresting)]);
           break;
         case 1:
-          if (!s.empty()) s[pos % s.size()] ^= static_cast<char>(1u << (rng() % 8));
+          if (!s.empty())
+            s[pos % s.size()] ^= static_cast<char>(1u << (rng() % 8));
           break;
         case 2:
           if (!s.empty()) s.erase(pos % s.size(), 1 + rng() % 8);
           break;
         case 3:
-          if (!s.empty()) s.insert(pos, s.substr(rng() % s.size(), 1 + rng() % 32));
+          if (!s.empty())
+            s.insert(pos, s.substr(rng() % s.size(), 1 + rng() % 32));
           break;
       }
     }

@@ -23,9 +23,8 @@ inline bool HasScope(const Principal& p, const std::string& scope) {
          p.scopes().end();
 }
 inline bool IsAdminOf(const Principal& p, const std::string& workspace_id) {
-  return IsPrivileged(p) ||
-         (IsUser(p) && p.workspace_id() == workspace_id &&
-          p.kind() == identity::v1::ADMIN);
+  return IsPrivileged(p) || (IsUser(p) && p.workspace_id() == workspace_id &&
+                             p.kind() == identity::v1::ADMIN);
 }
 // Whether the caller may see things of `workspace_id` at all.
 inline bool SameWorkspace(const Principal& p, const std::string& workspace_id) {
@@ -43,9 +42,9 @@ inline std::string CallerId(const Principal& p) {
 inline absl::Status RequireInWorkspace(const Principal& p,
                                        const std::string& workspace_id) {
   if (SameWorkspace(p, workspace_id)) return absl::OkStatus();
-  return absl::PermissionDeniedError(absl::StrCat(
-      "the caller does not belong to workspace ", workspace_id,
-      "; use a token of that workspace"));
+  return absl::PermissionDeniedError(
+      absl::StrCat("the caller does not belong to workspace ", workspace_id,
+                   "; use a token of that workspace"));
 }
 
 // Admins (and the operator / internal credential); with `scope`, also API
@@ -53,7 +52,8 @@ inline absl::Status RequireInWorkspace(const Principal& p,
 inline absl::Status RequireAdmin(const Principal& p,
                                  const std::string& workspace_id,
                                  const std::string& scope = "") {
-  if (!SameWorkspace(p, workspace_id)) return RequireInWorkspace(p, workspace_id);
+  if (!SameWorkspace(p, workspace_id))
+    return RequireInWorkspace(p, workspace_id);
   if (IsAdminOf(p, workspace_id)) return absl::OkStatus();
   if (IsApiKey(p)) {
     if (!scope.empty() && HasScope(p, scope)) return absl::OkStatus();

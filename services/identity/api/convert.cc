@@ -54,7 +54,8 @@ v1::Workspace ToProto(const WorkspaceRecord& w) {
   p.set_license_count(w.license_count);
   v1::WorkspaceSettings* s = p.mutable_settings();
   s->set_members_can_invite_guests(w.members_can_invite_guests);
-  s->mutable_invitation_ttl()->set_seconds(absl::ToInt64Seconds(w.invitation_ttl));
+  s->mutable_invitation_ttl()->set_seconds(
+      absl::ToInt64Seconds(w.invitation_ttl));
   for (const auto& d : w.allowed_email_domains) s->add_allowed_email_domains(d);
   for (const auto& d : w.blocked_email_domains) s->add_blocked_email_domains(d);
   s->set_request_access_enabled(w.request_access_enabled);

@@ -73,8 +73,9 @@ absl::Status IdentityServiceImpl::CheckRate(const std::string& bucket,
   RateCounter counter;
   const absl::Time now = Now();
   RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
-    ASSIGN_OR_RETURN(counter, hit ? tx.HitRateLimit(bucket, limit.window, now)
-                                  : tx.PeekRateLimit(bucket, limit.window, now));
+    ASSIGN_OR_RETURN(counter,
+                     hit ? tx.HitRateLimit(bucket, limit.window, now)
+                         : tx.PeekRateLimit(bucket, limit.window, now));
     return absl::OkStatus();
   }));
   // A peek asks whether one more attempt would still be allowed.
@@ -94,7 +95,8 @@ absl::Status IdentityServiceImpl::Idempotent(
     // The key itself is not part of what must match.
     std::unique_ptr<google::protobuf::Message> copy(request.New());
     copy->CopyFrom(request);
-    const auto* field = copy->GetDescriptor()->FindFieldByName("idempotency_key");
+    const auto* field =
+        copy->GetDescriptor()->FindFieldByName("idempotency_key");
     if (field != nullptr) copy->GetReflection()->ClearField(copy.get(), field);
     google::protobuf::io::StringOutputStream sos(&serialized);
     google::protobuf::io::CodedOutputStream cos(&sos);
@@ -207,8 +209,9 @@ absl::Status ValidateSettings(const v1::WorkspaceSettings& s,
                                absl::Nanoseconds(s.invitation_ttl().nanos());
     if (ttl <= absl::ZeroDuration() || ttl > kMaxInvitationTtl) {
       return absl::InvalidArgumentError(absl::StrCat(
-          prefix, "invitation_ttl: must be more than 0 and at most 30 days "
-                  "(2592000s)"));
+          prefix,
+          "invitation_ttl: must be more than 0 and at most 30 days "
+          "(2592000s)"));
     }
   }
   for (const auto& d : s.allowed_email_domains()) {
@@ -222,8 +225,9 @@ absl::Status ValidateSettings(const v1::WorkspaceSettings& s,
   if (s.allowed_email_domains_size() > 1000 ||
       s.blocked_email_domains_size() > 1000) {
     return absl::InvalidArgumentError(absl::StrCat(
-        prefix, "allowed_email_domains / blocked_email_domains: at most 1000 "
-                "domains each"));
+        prefix,
+        "allowed_email_domains / blocked_email_domains: at most 1000 "
+        "domains each"));
   }
   return absl::OkStatus();
 }
@@ -286,52 +290,55 @@ grpc::Status IdentityServiceImpl::CreateWorkspace(
     const std::string username = absl::AsciiStrToLower(req->admin_email());
     RETURN_IF_ERROR(
         ValidatePassword("admin_password", req->admin_password(), username));
-    return Idempotent("CreateWorkspace:operator", req->idempotency_key(), *req,
-                      resp, [&]() -> absl::Status {
-      const absl::Time now = Now();
-      WorkspaceRecord ws;
-      ws.id = NewUuid(*deps_.random);
-      ws.name = w.name();
-      ws.display_name = w.display_name();
-      ws.license_count = w.license_count();
-      ApplySettings(w.settings(), &ws);
-      ws.create_time = ws.update_time = now;
-      ASSIGN_OR_RETURN(std::string hash,
-                       deps_.hasher->Hash(req->admin_password()));
-      UserRecord admin;
-      admin.id = NewUuid(*deps_.random);
-      admin.workspace_id = ws.id;
-      admin.username = username;
-      admin.email = req->admin_email();
-      admin.kind = v1::ADMIN;
-      admin.status = v1::ACTIVE;
-      admin.password_hash = hash;
-      admin.create_time = admin.update_time = now;
-      RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
-        RETURN_IF_ERROR(tx.InsertWorkspace(ws));
-        RETURN_IF_ERROR(tx.InsertUser(admin));
-        membership::v1::SyncWorkspaceRequest sync;
-        *sync.mutable_workspace() = ToMembershipRecord(ws);
-        RETURN_IF_ERROR(tx.Enqueue(
-            {kTopicSyncWorkspace, sync.SerializeAsString(), ""}));
-        return tx.Enqueue(SyncUsersMessage(admin));
-      }));
-      // Push the syncs now so the caller's next call (CreateGroup) finds
-      // the workspace in membership; if membership is down the queued
-      // outbox rows deliver them when it is back.
-      membership::v1::SyncWorkspaceRequest sync_ws;
-      *sync_ws.mutable_workspace() = ToMembershipRecord(ws);
-      if (absl::Status s = deps_.membership->SyncWorkspace(sync_ws); s.ok()) {
-        SyncNow(admin);
-      } else {
-        LogWarning("direct workspace sync to membership failed; the outbox "
-                   "retries",
-                   {{"workspace_id", ws.id}, {"error", s.ToString()}});
-      }
-      Kick();
-      *resp = ToProto(ws);
-      return absl::OkStatus();
-    });
+    return Idempotent(
+        "CreateWorkspace:operator", req->idempotency_key(), *req, resp,
+        [&]() -> absl::Status {
+          const absl::Time now = Now();
+          WorkspaceRecord ws;
+          ws.id = NewUuid(*deps_.random);
+          ws.name = w.name();
+          ws.display_name = w.display_name();
+          ws.license_count = w.license_count();
+          ApplySettings(w.settings(), &ws);
+          ws.create_time = ws.update_time = now;
+          ASSIGN_OR_RETURN(std::string hash,
+                           deps_.hasher->Hash(req->admin_password()));
+          UserRecord admin;
+          admin.id = NewUuid(*deps_.random);
+          admin.workspace_id = ws.id;
+          admin.username = username;
+          admin.email = req->admin_email();
+          admin.kind = v1::ADMIN;
+          admin.status = v1::ACTIVE;
+          admin.password_hash = hash;
+          admin.create_time = admin.update_time = now;
+          RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
+            RETURN_IF_ERROR(tx.InsertWorkspace(ws));
+            RETURN_IF_ERROR(tx.InsertUser(admin));
+            membership::v1::SyncWorkspaceRequest sync;
+            *sync.mutable_workspace() = ToMembershipRecord(ws);
+            RETURN_IF_ERROR(tx.Enqueue(
+                {kTopicSyncWorkspace, sync.SerializeAsString(), ""}));
+            return tx.Enqueue(SyncUsersMessage(admin));
+          }));
+          // Push the syncs now so the caller's next call (CreateGroup) finds
+          // the workspace in membership; if membership is down the queued
+          // outbox rows deliver them when it is back.
+          membership::v1::SyncWorkspaceRequest sync_ws;
+          *sync_ws.mutable_workspace() = ToMembershipRecord(ws);
+          if (absl::Status s = deps_.membership->SyncWorkspace(sync_ws);
+              s.ok()) {
+            SyncNow(admin);
+          } else {
+            LogWarning(
+                "direct workspace sync to membership failed; the outbox "
+                "retries",
+                {{"workspace_id", ws.id}, {"error", s.ToString()}});
+          }
+          Kick();
+          *resp = ToProto(ws);
+          return absl::OkStatus();
+        });
   }());
 }
 
@@ -391,7 +398,8 @@ grpc::Status IdentityServiceImpl::UpdateWorkspace(
           }
           ws.license_count = w.license_count();
         } else if (path == "settings") {
-          RETURN_IF_ERROR(ValidateSettings(w.settings(), "workspace.settings."));
+          RETURN_IF_ERROR(
+              ValidateSettings(w.settings(), "workspace.settings."));
           WorkspaceRecord fresh;
           fresh.license_count = ws.license_count;
           ApplySettings(w.settings(), &fresh);
@@ -411,11 +419,13 @@ grpc::Status IdentityServiceImpl::UpdateWorkspace(
                   ? absl::Seconds(w.settings().invitation_ttl().seconds())
                   : kDefaultInvitationTtl;
         } else if (path == "settings.allowed_email_domains") {
-          RETURN_IF_ERROR(ValidateSettings(w.settings(), "workspace.settings."));
+          RETURN_IF_ERROR(
+              ValidateSettings(w.settings(), "workspace.settings."));
           ws.allowed_email_domains =
               LowerAll(w.settings().allowed_email_domains());
         } else if (path == "settings.blocked_email_domains") {
-          RETURN_IF_ERROR(ValidateSettings(w.settings(), "workspace.settings."));
+          RETURN_IF_ERROR(
+              ValidateSettings(w.settings(), "workspace.settings."));
           ws.blocked_email_domains =
               LowerAll(w.settings().blocked_email_domains());
         } else if (path == "settings.request_access_enabled") {
@@ -476,10 +486,10 @@ grpc::Status IdentityServiceImpl::Login(grpc::ServerContext* ctx,
                      absl::AsciiStrToLower(req->username()));
     const std::string address_bucket =
         absl::StrCat("login:addr:", ClientAddress(*ctx));
-    RETURN_IF_ERROR(CheckRate(account_bucket, options_.login_per_account,
-                              false, "failed sign-ins for this account"));
-    RETURN_IF_ERROR(CheckRate(address_bucket, options_.login_per_address,
-                              false, "failed sign-ins from this address"));
+    RETURN_IF_ERROR(CheckRate(account_bucket, options_.login_per_account, false,
+                              "failed sign-ins for this account"));
+    RETURN_IF_ERROR(CheckRate(address_bucket, options_.login_per_address, false,
+                              "failed sign-ins from this address"));
     std::optional<UserRecord> user;
     RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
       RETURN_IF_ERROR(tx.GetWorkspace(req->workspace_id(), false).status());
@@ -504,8 +514,12 @@ grpc::Status IdentityServiceImpl::Login(grpc::ServerContext* ctx,
     const absl::Time now = Now();
     RETURN_IF_ERROR(CheckCanAct(EffectiveStatus(*user, now)));
     const std::string token = NewToken(*deps_.random, 32, "gls_");
-    SessionRecord session{NewUuid(*deps_.random), Sha256Hex(token), user->id,
-                          user->workspace_id, now, now + options_.session_ttl};
+    SessionRecord session{NewUuid(*deps_.random),
+                          Sha256Hex(token),
+                          user->id,
+                          user->workspace_id,
+                          now,
+                          now + options_.session_ttl};
     RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
       RETURN_IF_ERROR(tx.ResetRateLimit(account_bucket));
       return tx.InsertSession(session);
@@ -594,9 +608,9 @@ grpc::Status IdentityServiceImpl::CreateApiKey(
   }());
 }
 
-grpc::Status IdentityServiceImpl::ListApiKeys(
-    grpc::ServerContext* ctx, const v1::ListApiKeysRequest* req,
-    v1::ListApiKeysResponse* resp) {
+grpc::Status IdentityServiceImpl::ListApiKeys(grpc::ServerContext* ctx,
+                                              const v1::ListApiKeysRequest* req,
+                                              v1::ListApiKeysResponse* resp) {
   RequestScope scope(ctx, "ListApiKeys");
   return scope.Done([&]() -> absl::Status {
     ASSIGN_OR_RETURN(Principal caller, Caller(*ctx));
@@ -712,7 +726,8 @@ grpc::Status IdentityServiceImpl::GetImportTemplate(
   return deps_.imports->GetImportTemplate(ctx, req, resp);
 }
 grpc::Status IdentityServiceImpl::ImportUsers(
-    grpc::ServerContext* ctx, grpc::ServerReader<v1::ImportUsersRequest>* reader,
+    grpc::ServerContext* ctx,
+    grpc::ServerReader<v1::ImportUsersRequest>* reader,
     v1::ImportReport* resp) {
   return deps_.imports->ImportUsers(ctx, reader, resp);
 }
@@ -726,9 +741,9 @@ grpc::Status IdentityServiceImpl::GetImportErrors(
     google::api::HttpBody* resp) {
   return deps_.imports->GetImportErrors(ctx, req, resp);
 }
-grpc::Status IdentityServiceImpl::ExportUsers(
-    grpc::ServerContext* ctx, const v1::ExportUsersRequest* req,
-    google::api::HttpBody* resp) {
+grpc::Status IdentityServiceImpl::ExportUsers(grpc::ServerContext* ctx,
+                                              const v1::ExportUsersRequest* req,
+                                              google::api::HttpBody* resp) {
   return deps_.imports->ExportUsers(ctx, req, resp);
 }
 

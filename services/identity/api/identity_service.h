@@ -119,9 +119,9 @@ class IdentityServiceImpl final : public v1::IdentityService::Service {
   grpc::Status RequestAccess(grpc::ServerContext* ctx,
                              const v1::RequestAccessRequest* req,
                              v1::AccessRequest* resp) override;
-  grpc::Status ListAccessRequests(grpc::ServerContext* ctx,
-                                  const v1::ListAccessRequestsRequest* req,
-                                  v1::ListAccessRequestsResponse* resp) override;
+  grpc::Status ListAccessRequests(
+      grpc::ServerContext* ctx, const v1::ListAccessRequestsRequest* req,
+      v1::ListAccessRequestsResponse* resp) override;
   grpc::Status ApproveAccessRequest(
       grpc::ServerContext* ctx, const v1::ApproveAccessRequestRequest* req,
       v1::ApproveAccessRequestResponse* resp) override;

@@ -1,6 +1,8 @@
 // identity against a real PostgreSQL (throwaway cluster) over real gRPC:
 // the server listens on port 0; membership and notification are small fake
 // gRPC servers in the same process.
+#include "services/identity/api/identity_service.h"
+
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
@@ -19,7 +21,6 @@
 #include "common/random.h"
 #include "gtest/gtest.h"
 #include "services/identity/api/convert.h"
-#include "services/identity/api/identity_service.h"
 #include "services/identity/api/import_handlers.h"
 #include "services/identity/clients/expiry_sweeper.h"
 #include "services/identity/clients/outbox_relay.h"
@@ -157,9 +158,8 @@ struct Env {
   std::unique_ptr<v1::IdentityService::Stub> stub;
 
   Env() {
-    pool = std::make_unique<pg::Pool>(
-        pg::PoolOptions{.conninfo = postgres.CreateDatabase("identity"),
-                        .max_size = 16});
+    pool = std::make_unique<pg::Pool>(pg::PoolOptions{
+        .conninfo = postgres.CreateDatabase("identity"), .max_size = 16});
     std::vector<Migration> migrations = IdentityMigrations();
     migrations.push_back(CommonTablesMigration("identity"));
     absl::Status migrated = RunMigrations(*pool, "identity", migrations);
@@ -186,8 +186,8 @@ struct Env {
     relay = std::make_unique<guestlist::OutboxRelay>(pool.get(), "identity");
     RegisterOutboxHandlers(relay.get(), membership.get(), notification.get(),
                            repository.get());
-    sweeper = std::make_unique<ExpirySweeper>(repository.get(), &clock,
-                                              nullptr);
+    sweeper =
+        std::make_unique<ExpirySweeper>(repository.get(), &clock, nullptr);
     IdentityOptions options;
     options.operator_token = kOperatorToken;
     options.internal_token = kInternalToken;
@@ -260,8 +260,8 @@ class IdentityTest : public ::testing::Test {
     ws.admin_email = "admin@" + name + ".example.com";
     req.set_admin_email(ws.admin_email);
     req.set_admin_password(kPassword);
-    grpc::Status s =
-        env->stub->CreateWorkspace(Ctx(kOperatorToken).get(), req, &ws.workspace);
+    grpc::Status s = env->stub->CreateWorkspace(Ctx(kOperatorToken).get(), req,
+                                                &ws.workspace);
     EXPECT_TRUE(s.ok()) << s.error_message();
     v1::LoginRequest login;
     login.set_workspace_id(ws.workspace.id());
@@ -322,7 +322,8 @@ TEST_F(IdentityTest, CreateWorkspaceIsOperatorOnlyAndSyncsMembership) {
   EXPECT_EQ(
       env->stub->CreateWorkspace(Ctx("gls_nope").get(), req, &ws).error_code(),
       grpc::StatusCode::UNAUTHENTICATED);
-  ASSERT_TRUE(env->stub->CreateWorkspace(Ctx(kOperatorToken).get(), req, &ws).ok());
+  ASSERT_TRUE(
+      env->stub->CreateWorkspace(Ctx(kOperatorToken).get(), req, &ws).ok());
   EXPECT_EQ(ws.name(), "ws-create");
   EXPECT_EQ(ws.settings().invitation_ttl().seconds(), 7 * 24 * 3600);
   EXPECT_TRUE(ws.settings().members_can_invite_guests());
@@ -423,9 +424,9 @@ TEST_F(IdentityTest, LoginAuthenticateAndRateLimit) {
 TEST_F(IdentityTest, InviteEmailsLinkAndOnlyOneOfConcurrentAcceptsWins) {
   Ws ws = NewWorkspace("ws-race");
   v1::Invitation inv;
-  ASSERT_TRUE(
-      Invite(ws.admin_token, ws.workspace.id(), "Racer@Partner.technology", &inv)
-          .ok());
+  ASSERT_TRUE(Invite(ws.admin_token, ws.workspace.id(),
+                     "Racer@Partner.technology", &inv)
+                  .ok());
   EXPECT_TRUE(absl::StartsWith(inv.invitation_url(),
                                "https://guests.example.com/invite#token=gli_"))
       << inv.invitation_url();
@@ -435,12 +436,13 @@ TEST_F(IdentityTest, InviteEmailsLinkAndOnlyOneOfConcurrentAcceptsWins) {
   EXPECT_EQ(inv.user().username(), "racer@partner.technology");
   EXPECT_EQ(inv.inviter_id(), ws.admin_id);
   DrainOutbox();
-  auto emails =
-      env->notification_service.SentTo("Racer@Partner.technology", "invitation");
+  auto emails = env->notification_service.SentTo("Racer@Partner.technology",
+                                                 "invitation");
   ASSERT_EQ(emails.size(), 1u);
   EXPECT_EQ(emails[0].variables().at("invitation_url"), inv.invitation_url());
   EXPECT_EQ(emails[0].variables().at("workspace_name"), "Display ws-race");
-  EXPECT_EQ(emails[0].idempotency_key(), absl::StrCat("invitation:", inv.id(), ":1"));
+  EXPECT_EQ(emails[0].idempotency_key(),
+            absl::StrCat("invitation:", inv.id(), ":1"));
   EXPECT_EQ(emails[0].category(), "invitation");
 
   const std::string token = TokenOf(inv);
@@ -476,35 +478,41 @@ TEST_F(IdentityTest, InviteEmailsLinkAndOnlyOneOfConcurrentAcceptsWins) {
 
   // Inviting the same address again names the existing user's status.
   v1::Invitation dup;
-  grpc::Status s =
-      Invite(ws.admin_token, ws.workspace.id(), "racer@partner.technology", &dup);
+  grpc::Status s = Invite(ws.admin_token, ws.workspace.id(),
+                          "racer@partner.technology", &dup);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS);
-  EXPECT_TRUE(absl::StrContains(s.error_message(), "ACTIVE")) << s.error_message();
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "ACTIVE"))
+      << s.error_message();
 }
 
 TEST_F(IdentityTest, ResendKillsTheOldTokenAndRevokeKillsTheNew) {
   Ws ws = NewWorkspace("ws-resend");
   v1::Invitation inv;
-  ASSERT_TRUE(Invite(ws.admin_token, ws.workspace.id(), "re@x.example.com", &inv).ok());
+  ASSERT_TRUE(
+      Invite(ws.admin_token, ws.workspace.id(), "re@x.example.com", &inv).ok());
   v1::ResendInvitationRequest resend;
   resend.set_invitation_id(inv.id());
   v1::Invitation second;
-  ASSERT_TRUE(env->stub->ResendInvitation(Ctx(ws.admin_token).get(), resend,
-                                          &second).ok());
+  ASSERT_TRUE(
+      env->stub->ResendInvitation(Ctx(ws.admin_token).get(), resend, &second)
+          .ok());
   EXPECT_NE(TokenOf(second), TokenOf(inv));
   v1::Session session;
   EXPECT_EQ(Accept(TokenOf(inv), &session).error_code(),
             grpc::StatusCode::NOT_FOUND);
   DrainOutbox();
-  auto emails = env->notification_service.SentTo("re@x.example.com", "invitation");
+  auto emails =
+      env->notification_service.SentTo("re@x.example.com", "invitation");
   ASSERT_EQ(emails.size(), 2u);
-  EXPECT_EQ(emails[1].idempotency_key(), absl::StrCat("invitation:", inv.id(), ":2"));
+  EXPECT_EQ(emails[1].idempotency_key(),
+            absl::StrCat("invitation:", inv.id(), ":2"));
 
   v1::RevokeInvitationRequest revoke;
   revoke.set_invitation_id(inv.id());
   v1::Invitation revoked;
-  ASSERT_TRUE(env->stub->RevokeInvitation(Ctx(ws.admin_token).get(), revoke,
-                                          &revoked).ok());
+  ASSERT_TRUE(
+      env->stub->RevokeInvitation(Ctx(ws.admin_token).get(), revoke, &revoked)
+          .ok());
   EXPECT_EQ(revoked.state(), v1::Invitation::REVOKED);
   EXPECT_EQ(Accept(TokenOf(second), &session).error_code(),
             grpc::StatusCode::NOT_FOUND);
@@ -513,7 +521,9 @@ TEST_F(IdentityTest, ResendKillsTheOldTokenAndRevokeKillsTheNew) {
   list.set_workspace_id(ws.workspace.id());
   list.set_state(v1::Invitation::REVOKED);
   v1::ListInvitationsResponse listed;
-  ASSERT_TRUE(env->stub->ListInvitations(Ctx(ws.admin_token).get(), list, &listed).ok());
+  ASSERT_TRUE(
+      env->stub->ListInvitations(Ctx(ws.admin_token).get(), list, &listed)
+          .ok());
   ASSERT_EQ(listed.invitations_size(), 1);
   EXPECT_EQ(listed.invitations(0).id(), inv.id());
   EXPECT_TRUE(listed.invitations(0).invitation_url().empty());
@@ -522,7 +532,9 @@ TEST_F(IdentityTest, ResendKillsTheOldTokenAndRevokeKillsTheNew) {
 TEST_F(IdentityTest, SuspensionFailsTheSessionOnItsNextCall) {
   Ws ws = NewWorkspace("ws-suspend");
   v1::Invitation inv;
-  ASSERT_TRUE(Invite(ws.admin_token, ws.workspace.id(), "sus@x.example.com", &inv).ok());
+  ASSERT_TRUE(
+      Invite(ws.admin_token, ws.workspace.id(), "sus@x.example.com", &inv)
+          .ok());
   v1::Session guest;
   ASSERT_TRUE(Accept(TokenOf(inv), &guest).ok());
   EXPECT_EQ(guest.user().status(), v1::ACTIVE);
@@ -533,7 +545,8 @@ TEST_F(IdentityTest, SuspensionFailsTheSessionOnItsNextCall) {
 
   v1::SuspendUserRequest suspend;
   suspend.set_user_id(guest.user().id());
-  ASSERT_TRUE(env->stub->SuspendUser(Ctx(ws.admin_token).get(), suspend, &user).ok());
+  ASSERT_TRUE(
+      env->stub->SuspendUser(Ctx(ws.admin_token).get(), suspend, &user).ok());
   EXPECT_EQ(user.status(), v1::SUSPENDED);
   grpc::Status s = env->stub->GetUser(Ctx(guest.token()).get(), get, &user);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
@@ -555,7 +568,9 @@ TEST_F(IdentityTest, SuspensionFailsTheSessionOnItsNextCall) {
   // Guests cannot invite; the last admin cannot be suspended.
   v1::ReactivateUserRequest reactivate;
   reactivate.set_user_id(guest.user().id());
-  ASSERT_TRUE(env->stub->ReactivateUser(Ctx(ws.admin_token).get(), reactivate, &user).ok());
+  ASSERT_TRUE(
+      env->stub->ReactivateUser(Ctx(ws.admin_token).get(), reactivate, &user)
+          .ok());
   EXPECT_EQ(user.status(), v1::ACTIVE);
   ASSERT_TRUE(env->stub->Login(Ctx("").get(), login, &again).ok());
   v1::Invitation nope;
@@ -569,13 +584,16 @@ TEST_F(IdentityTest, SuspensionFailsTheSessionOnItsNextCall) {
   // Archiving ends the sessions and cannot be undone by reactivation.
   v1::ArchiveUserRequest archive;
   archive.set_user_id(guest.user().id());
-  ASSERT_TRUE(env->stub->ArchiveUser(Ctx(ws.admin_token).get(), archive, &user).ok());
+  ASSERT_TRUE(
+      env->stub->ArchiveUser(Ctx(ws.admin_token).get(), archive, &user).ok());
   EXPECT_EQ(user.status(), v1::ARCHIVED);
-  EXPECT_EQ(env->stub->GetUser(Ctx(again.token()).get(), get, &user).error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(env->stub->ReactivateUser(Ctx(ws.admin_token).get(), reactivate, &user)
-                .error_code(),
-            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(
+      env->stub->GetUser(Ctx(again.token()).get(), get, &user).error_code(),
+      grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(
+      env->stub->ReactivateUser(Ctx(ws.admin_token).get(), reactivate, &user)
+          .error_code(),
+      grpc::StatusCode::FAILED_PRECONDITION);
 }
 
 TEST_F(IdentityTest, ListUsersPagesOrdersSearchesAndCounts) {
@@ -598,7 +616,8 @@ TEST_F(IdentityTest, ListUsersPagesOrdersSearchesAndCounts) {
     req.set_page_size(page_size);
     for (int pages = 0; pages < 100; ++pages) {
       v1::ListUsersResponse resp;
-      grpc::Status s = env->stub->ListUsers(Ctx(ws.admin_token).get(), req, &resp);
+      grpc::Status s =
+          env->stub->ListUsers(Ctx(ws.admin_token).get(), req, &resp);
       EXPECT_TRUE(s.ok()) << s.error_message();
       if (!s.ok()) break;
       *total = resp.total_size();
@@ -647,10 +666,12 @@ TEST_F(IdentityTest, ListUsersPagesOrdersSearchesAndCounts) {
   v1::ListUsersRequest first;
   first.set_workspace_id(ws.workspace.id());
   first.set_page_size(2);
-  ASSERT_TRUE(env->stub->ListUsers(Ctx(ws.admin_token).get(), first, &resp).ok());
+  ASSERT_TRUE(
+      env->stub->ListUsers(Ctx(ws.admin_token).get(), first, &resp).ok());
   first.set_page_token(resp.next_page_token());
   first.set_order_by("name");
-  EXPECT_EQ(env->stub->ListUsers(Ctx(ws.admin_token).get(), first, &resp).error_code(),
+  EXPECT_EQ(env->stub->ListUsers(Ctx(ws.admin_token).get(), first, &resp)
+                .error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
@@ -658,17 +679,21 @@ TEST_F(IdentityTest, NothingOfOneWorkspaceIsVisibleFromAnother) {
   Ws a = NewWorkspace("ws-iso-a");
   Ws b = NewWorkspace("ws-iso-b");
   v1::Invitation inv_b;
-  ASSERT_TRUE(Invite(b.admin_token, b.workspace.id(), "bee@iso.example.com", &inv_b).ok());
+  ASSERT_TRUE(
+      Invite(b.admin_token, b.workspace.id(), "bee@iso.example.com", &inv_b)
+          .ok());
   v1::GetWorkspaceRequest gw;
   gw.set_workspace_id(b.workspace.id());
   v1::Workspace w;
-  EXPECT_EQ(env->stub->GetWorkspace(Ctx(a.admin_token).get(), gw, &w).error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      env->stub->GetWorkspace(Ctx(a.admin_token).get(), gw, &w).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
   v1::ListUsersRequest lu;
   lu.set_workspace_id(b.workspace.id());
   v1::ListUsersResponse users;
-  EXPECT_EQ(env->stub->ListUsers(Ctx(a.admin_token).get(), lu, &users).error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      env->stub->ListUsers(Ctx(a.admin_token).get(), lu, &users).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
   v1::GetUserRequest gu;
   gu.set_user_id(inv_b.user().id());
   v1::User u;
@@ -676,12 +701,14 @@ TEST_F(IdentityTest, NothingOfOneWorkspaceIsVisibleFromAnother) {
             grpc::StatusCode::NOT_FOUND);
   v1::SuspendUserRequest su;
   su.set_user_id(inv_b.user().id());
-  EXPECT_EQ(env->stub->SuspendUser(Ctx(a.admin_token).get(), su, &u).error_code(),
-            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(
+      env->stub->SuspendUser(Ctx(a.admin_token).get(), su, &u).error_code(),
+      grpc::StatusCode::NOT_FOUND);
   v1::ResendInvitationRequest ri;
   ri.set_invitation_id(inv_b.id());
   v1::Invitation inv;
-  EXPECT_EQ(env->stub->ResendInvitation(Ctx(a.admin_token).get(), ri, &inv).error_code(),
+  EXPECT_EQ(env->stub->ResendInvitation(Ctx(a.admin_token).get(), ri, &inv)
+                .error_code(),
             grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(Invite(a.admin_token, b.workspace.id(), "x@iso.example.com", &inv)
                 .error_code(),
@@ -690,7 +717,8 @@ TEST_F(IdentityTest, NothingOfOneWorkspaceIsVisibleFromAnother) {
   EXPECT_EQ(u.email(), "bee@iso.example.com");
 }
 
-TEST_F(IdentityTest, RequestAccessReusesTheRequestAndEmailsAdminsWithDedupeKey) {
+TEST_F(IdentityTest,
+       RequestAccessReusesTheRequestAndEmailsAdminsWithDedupeKey) {
   Ws ws = NewWorkspace("ws-ra", /*request_access=*/true);
   v1::RequestAccessRequest req;
   req.set_workspace_id(ws.workspace.id());
@@ -704,7 +732,8 @@ TEST_F(IdentityTest, RequestAccessReusesTheRequestAndEmailsAdminsWithDedupeKey) 
   EXPECT_EQ(first.state(), v1::AccessRequest::PENDING);
   EXPECT_EQ(first.user().status(), v1::REQUESTED);
   DrainOutbox();
-  auto emails = env->notification_service.SentTo(ws.admin_email, "access_request");
+  auto emails =
+      env->notification_service.SentTo(ws.admin_email, "access_request");
   ASSERT_EQ(emails.size(), 2u);  // notification deduplicates by key
   const std::string day =
       absl::FormatTime("%Y-%m-%d", env->clock.Now(), absl::UTCTimeZone());
@@ -712,7 +741,8 @@ TEST_F(IdentityTest, RequestAccessReusesTheRequestAndEmailsAdminsWithDedupeKey) 
             absl::StrCat("access_request:", ws.admin_id,
                          ":req@outside.example.com:", day));
   EXPECT_EQ(emails[0].dedupe_window().seconds(), 86400);
-  EXPECT_EQ(emails[0].variables().at("requester_email"), "Req@Outside.example.com");
+  EXPECT_EQ(emails[0].variables().at("requester_email"),
+            "Req@Outside.example.com");
   EXPECT_EQ(emails[0].category(), "access_request");
 
   v1::AccessRequest third;
@@ -724,21 +754,27 @@ TEST_F(IdentityTest, RequestAccessReusesTheRequestAndEmailsAdminsWithDedupeKey) 
   v1::ListAccessRequestsRequest list;
   list.set_workspace_id(ws.workspace.id());
   v1::ListAccessRequestsResponse listed;
-  ASSERT_TRUE(env->stub->ListAccessRequests(Ctx(ws.admin_token).get(), list, &listed).ok());
+  ASSERT_TRUE(
+      env->stub->ListAccessRequests(Ctx(ws.admin_token).get(), list, &listed)
+          .ok());
   ASSERT_EQ(listed.access_requests_size(), 1);
 
   v1::ApproveAccessRequestRequest approve;
   approve.set_access_request_id(first.id());
   v1::ApproveAccessRequestResponse approved;
-  ASSERT_TRUE(env->stub->ApproveAccessRequest(Ctx(ws.admin_token).get(), approve,
-                                              &approved).ok());
+  ASSERT_TRUE(
+      env->stub
+          ->ApproveAccessRequest(Ctx(ws.admin_token).get(), approve, &approved)
+          .ok());
   EXPECT_EQ(approved.access_request().state(), v1::AccessRequest::APPROVED);
   EXPECT_EQ(approved.invitation().user().status(), v1::INVITED);
   EXPECT_EQ(approved.invitation().user().id(), first.user().id());
   EXPECT_FALSE(approved.invitation().invitation_url().empty());
-  EXPECT_EQ(env->stub->ApproveAccessRequest(Ctx(ws.admin_token).get(), approve,
-                                            &approved).error_code(),
-            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(
+      env->stub
+          ->ApproveAccessRequest(Ctx(ws.admin_token).get(), approve, &approved)
+          .error_code(),
+      grpc::StatusCode::FAILED_PRECONDITION);
 
   // A known user's email gets the same kind of answer, revealing nothing.
   v1::RequestAccessRequest known;
@@ -768,12 +804,15 @@ TEST_F(IdentityTest, IdempotencyReplaysAndRejectsAnotherBody) {
   req.set_first_name("Ida");
   req.set_idempotency_key("key-1");
   v1::Invitation first, second;
-  ASSERT_TRUE(env->stub->InviteUser(Ctx(ws.admin_token).get(), req, &first).ok());
-  ASSERT_TRUE(env->stub->InviteUser(Ctx(ws.admin_token).get(), req, &second).ok());
+  ASSERT_TRUE(
+      env->stub->InviteUser(Ctx(ws.admin_token).get(), req, &first).ok());
+  ASSERT_TRUE(
+      env->stub->InviteUser(Ctx(ws.admin_token).get(), req, &second).ok());
   EXPECT_EQ(first.id(), second.id());
   EXPECT_EQ(first.invitation_url(), second.invitation_url());
   req.set_email("other@x.example.com");
-  grpc::Status s = env->stub->InviteUser(Ctx(ws.admin_token).get(), req, &second);
+  grpc::Status s =
+      env->stub->InviteUser(Ctx(ws.admin_token).get(), req, &second);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_TRUE(absl::StartsWith(s.error_message(), "idempotency_key"));
   // The stored response holds the link, so it is encrypted at rest.
@@ -790,8 +829,10 @@ TEST_F(IdentityTest, IdempotencyReplaysAndRejectsAnotherBody) {
   key_req.mutable_api_key()->add_scopes("users.read");
   key_req.set_idempotency_key("key-2");
   v1::ApiKey k1, k2;
-  ASSERT_TRUE(env->stub->CreateApiKey(Ctx(ws.admin_token).get(), key_req, &k1).ok());
-  ASSERT_TRUE(env->stub->CreateApiKey(Ctx(ws.admin_token).get(), key_req, &k2).ok());
+  ASSERT_TRUE(
+      env->stub->CreateApiKey(Ctx(ws.admin_token).get(), key_req, &k1).ok());
+  ASSERT_TRUE(
+      env->stub->CreateApiKey(Ctx(ws.admin_token).get(), key_req, &k2).ok());
   EXPECT_EQ(k1.id(), k2.id());
   EXPECT_EQ(k1.key(), k2.key());
   EXPECT_TRUE(absl::StartsWith(k1.key(), "glk_"));
@@ -804,26 +845,30 @@ TEST_F(IdentityTest, ApiKeysAreLimitedByScopeAndDieWhenDeleted) {
   req.mutable_api_key()->set_display_name("reader");
   req.mutable_api_key()->add_scopes("users.read");
   v1::ApiKey key;
-  ASSERT_TRUE(env->stub->CreateApiKey(Ctx(ws.admin_token).get(), req, &key).ok());
+  ASSERT_TRUE(
+      env->stub->CreateApiKey(Ctx(ws.admin_token).get(), req, &key).ok());
   v1::ListUsersRequest lu;
   lu.set_workspace_id(ws.workspace.id());
   v1::ListUsersResponse users;
   ASSERT_TRUE(env->stub->ListUsers(Ctx(key.key()).get(), lu, &users).ok());
   EXPECT_EQ(users.total_size(), 1);
   v1::Invitation inv;
-  EXPECT_EQ(Invite(key.key(), ws.workspace.id(), "k@x.example.com", &inv).error_code(),
+  EXPECT_EQ(Invite(key.key(), ws.workspace.id(), "k@x.example.com", &inv)
+                .error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   v1::ListApiKeysRequest lk;
   lk.set_workspace_id(ws.workspace.id());
   v1::ListApiKeysResponse keys;
-  ASSERT_TRUE(env->stub->ListApiKeys(Ctx(ws.admin_token).get(), lk, &keys).ok());
+  ASSERT_TRUE(
+      env->stub->ListApiKeys(Ctx(ws.admin_token).get(), lk, &keys).ok());
   ASSERT_EQ(keys.api_keys_size(), 1);
   EXPECT_TRUE(keys.api_keys(0).key().empty());
   EXPECT_EQ(keys.api_keys(0).prefix(), key.key().substr(0, 12));
   v1::DeleteApiKeyRequest del;
   del.set_api_key_id(key.id());
   google::protobuf::Empty empty;
-  ASSERT_TRUE(env->stub->DeleteApiKey(Ctx(ws.admin_token).get(), del, &empty).ok());
+  ASSERT_TRUE(
+      env->stub->DeleteApiKey(Ctx(ws.admin_token).get(), del, &empty).ok());
   EXPECT_EQ(env->stub->ListUsers(Ctx(key.key()).get(), lu, &users).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
 }
@@ -836,7 +881,8 @@ TEST_F(IdentityTest, BadInputNamesTheField) {
       "blocked.example.com");
   upd.mutable_update_mask()->add_paths("settings.blocked_email_domains");
   v1::Workspace w;
-  ASSERT_TRUE(env->stub->UpdateWorkspace(Ctx(ws.admin_token).get(), upd, &w).ok());
+  ASSERT_TRUE(
+      env->stub->UpdateWorkspace(Ctx(ws.admin_token).get(), upd, &w).ok());
   ASSERT_EQ(w.settings().blocked_email_domains_size(), 1);
 
   auto invite = [&](const std::function<void(v1::InviteUserRequest*)>& edit) {
@@ -857,12 +903,14 @@ TEST_F(IdentityTest, BadInputNamesTheField) {
   std::vector<Case> cases = {
       {"email", [](auto* r) { r->set_email("not-an-email"); }},
       {"email", [](auto* r) { r->set_email("a@b"); }},
-      {"email", [](auto* r) {
+      {"email",
+       [](auto* r) {
          r->clear_email();
          r->clear_username();
        }},
       {"first_name", [](auto* r) { r->clear_first_name(); }},
-      {"first_name", [](auto* r) { r->set_first_name(std::string("a\0b", 3)); }},
+      {"first_name",
+       [](auto* r) { r->set_first_name(std::string("a\0b", 3)); }},
       {"last_name", [](auto* r) { r->set_last_name(std::string(101, 'x')); }},
       {"metadata",
        [](auto* r) {
@@ -875,8 +923,7 @@ TEST_F(IdentityTest, BadInputNamesTheField) {
       {"group_ids[0]", [](auto* r) { r->add_group_ids("not-a-uuid"); }},
       {"username", [](auto* r) { r->set_username("has space"); }},
       {"workspace_id", [](auto* r) { r->set_workspace_id("nope"); }},
-      {"email",
-       [](auto* r) { r->set_email("x@blocked.example.com"); },
+      {"email", [](auto* r) { r->set_email("x@blocked.example.com"); },
        grpc::StatusCode::FAILED_PRECONDITION},
   };
   for (const Case& c : cases) {
@@ -903,7 +950,8 @@ TEST_F(IdentityTest, BadInputNamesTheField) {
   cw.mutable_workspace()->set_display_name("x");
   cw.set_admin_email("a@b.example.com");
   cw.set_admin_password(kPassword);
-  grpc::Status s = env->stub->CreateWorkspace(Ctx(kOperatorToken).get(), cw, &w);
+  grpc::Status s =
+      env->stub->CreateWorkspace(Ctx(kOperatorToken).get(), cw, &w);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_TRUE(absl::StartsWith(s.error_message(), "workspace.name"));
   cw.mutable_workspace()->set_name("good-name");
@@ -911,8 +959,10 @@ TEST_F(IdentityTest, BadInputNamesTheField) {
   s = env->stub->CreateWorkspace(Ctx(kOperatorToken).get(), cw, &w);
   EXPECT_TRUE(absl::StartsWith(s.error_message(), "admin_password"));
   cw.set_admin_password(kPassword);
-  cw.mutable_workspace()->mutable_settings()->mutable_invitation_ttl()->set_seconds(
-      31 * 86400);
+  cw.mutable_workspace()
+      ->mutable_settings()
+      ->mutable_invitation_ttl()
+      ->set_seconds(31 * 86400);
   s = env->stub->CreateWorkspace(Ctx(kOperatorToken).get(), cw, &w);
   EXPECT_TRUE(absl::StrContains(s.error_message(), "invitation_ttl"));
 }
@@ -920,7 +970,9 @@ TEST_F(IdentityTest, BadInputNamesTheField) {
 TEST_F(IdentityTest, ConvertNeedsMembershipToAcceptAndChangesNothingOtherwise) {
   Ws ws = NewWorkspace("ws-convert");
   v1::Invitation inv;
-  ASSERT_TRUE(Invite(ws.admin_token, ws.workspace.id(), "conv@x.example.com", &inv).ok());
+  ASSERT_TRUE(
+      Invite(ws.admin_token, ws.workspace.id(), "conv@x.example.com", &inv)
+          .ok());
   {
     absl::MutexLock lock(&env->membership_service.mu_);
     env->membership_service.refuse_members_ = true;
@@ -928,7 +980,8 @@ TEST_F(IdentityTest, ConvertNeedsMembershipToAcceptAndChangesNothingOtherwise) {
   v1::ConvertGuestToMemberRequest req;
   req.set_user_id(inv.user().id());
   v1::User user;
-  grpc::Status s = env->stub->ConvertGuestToMember(Ctx(ws.admin_token).get(), req, &user);
+  grpc::Status s =
+      env->stub->ConvertGuestToMember(Ctx(ws.admin_token).get(), req, &user);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_TRUE(absl::StrContains(s.error_message(), "licence"));
   v1::GetUserRequest get;
@@ -939,7 +992,9 @@ TEST_F(IdentityTest, ConvertNeedsMembershipToAcceptAndChangesNothingOtherwise) {
     absl::MutexLock lock(&env->membership_service.mu_);
     env->membership_service.refuse_members_ = false;
   }
-  ASSERT_TRUE(env->stub->ConvertGuestToMember(Ctx(ws.admin_token).get(), req, &user).ok());
+  ASSERT_TRUE(
+      env->stub->ConvertGuestToMember(Ctx(ws.admin_token).get(), req, &user)
+          .ok());
   EXPECT_EQ(user.kind(), v1::MEMBER);
   EXPECT_EQ(user.id(), inv.user().id());
 }
@@ -951,7 +1006,8 @@ TEST_F(IdentityTest, RefusedGrantsLeaveNoHalfMadeGuest) {
     env->membership_service.refuse_grants_ = true;
   }
   v1::Invitation inv;
-  grpc::Status s = Invite(ws.admin_token, ws.workspace.id(), "half@x.example.com", &inv);
+  grpc::Status s =
+      Invite(ws.admin_token, ws.workspace.id(), "half@x.example.com", &inv);
   {
     absl::MutexLock lock(&env->membership_service.mu_);
     env->membership_service.refuse_grants_ = false;
@@ -985,7 +1041,8 @@ TEST_F(IdentityTest, TemporaryAccessRemindsOnceThenExpires) {
   EXPECT_GE(r->reminded, 1);
   r = env->sweeper->RunOnce();
   DrainOutbox();
-  auto reminders = env->notification_service.SentTo("temp@x.example.com", "access_expiry");
+  auto reminders =
+      env->notification_service.SentTo("temp@x.example.com", "access_expiry");
   ASSERT_EQ(reminders.size(), 1u);
   EXPECT_EQ(reminders[0].category(), "access_expiry");
   EXPECT_EQ(reminders[0].variables().at("workspace_name"), "Display ws-temp");
@@ -1017,12 +1074,15 @@ TEST_F(IdentityTest, TemporaryAccessRemindsOnceThenExpires) {
   v1::ReactivateUserRequest reactivate;
   reactivate.set_user_id(guest.user().id());
   reactivate.mutable_access_expire_time()->set_seconds(1000);
-  EXPECT_EQ(env->stub->ReactivateUser(Ctx(ws.admin_token).get(), reactivate, &user)
-                .error_code(),
-            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(
+      env->stub->ReactivateUser(Ctx(ws.admin_token).get(), reactivate, &user)
+          .error_code(),
+      grpc::StatusCode::INVALID_ARGUMENT);
   *reactivate.mutable_access_expire_time() =
       ToTimestamp(env->clock.Now() + absl::Hours(24 * 10));
-  ASSERT_TRUE(env->stub->ReactivateUser(Ctx(ws.admin_token).get(), reactivate, &user).ok());
+  ASSERT_TRUE(
+      env->stub->ReactivateUser(Ctx(ws.admin_token).get(), reactivate, &user)
+          .ok());
   EXPECT_EQ(user.status(), v1::ACTIVE);
   ASSERT_TRUE(env->stub->GetUser(Ctx(guest.token()).get(), get, &user).ok());
 }
@@ -1032,8 +1092,9 @@ TEST_F(IdentityTest, InternalMethodsNeedTheInternalCredential) {
   v1::ListAdminsRequest req;
   req.set_workspace_id(ws.workspace.id());
   v1::ListAdminsResponse resp;
-  EXPECT_EQ(env->stub->ListAdmins(Ctx(ws.admin_token).get(), req, &resp).error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      env->stub->ListAdmins(Ctx(ws.admin_token).get(), req, &resp).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
   auto ctx = Ctx("");
   ctx->AddMetadata(kInternalTokenKey, kInternalToken);
   ASSERT_TRUE(env->stub->ListAdmins(ctx.get(), req, &resp).ok());
@@ -1052,8 +1113,9 @@ TEST_F(IdentityTest, InternalMethodsNeedTheInternalCredential) {
   // The internal credential is accepted only in its own header, never as
   // a bearer token (which the gateway forwards from outside).
   v1::ListAdminsResponse none;
-  EXPECT_EQ(env->stub->ListAdmins(Ctx(kInternalToken).get(), req, &none).error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      env->stub->ListAdmins(Ctx(kInternalToken).get(), req, &none).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
   v1::AuthenticateRequest auth;
   auth.set_token(kInternalToken);
   v1::Principal p;
@@ -1062,10 +1124,10 @@ TEST_F(IdentityTest, InternalMethodsNeedTheInternalCredential) {
 
   v1::GetImportRequest gi;
   v1::ImportReport report;
-  EXPECT_EQ(env->stub->GetImport(Ctx(ws.admin_token).get(), gi, &report).error_code(),
-            grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(
+      env->stub->GetImport(Ctx(ws.admin_token).get(), gi, &report).error_code(),
+      grpc::StatusCode::UNIMPLEMENTED);
 }
-
 
 TEST_F(IdentityTest, MembersInviteGuestsOnlyWhereAllowed) {
   Ws ws = NewWorkspace("ws-members");
@@ -1091,48 +1153,58 @@ TEST_F(IdentityTest, MembersInviteGuestsOnlyWhereAllowed) {
   guest.set_email("g1@members.example.com");
   guest.set_first_name("G");
   guest.add_group_ids(open_group);
-  ASSERT_TRUE(env->stub->InviteUser(Ctx(member.token()).get(), guest, &inv).ok());
+  ASSERT_TRUE(
+      env->stub->InviteUser(Ctx(member.token()).get(), guest, &inv).ok());
   EXPECT_EQ(inv.inviter_id(), member.user().id());
   guest.set_email("g2@members.example.com");
   guest.add_group_ids(secret_group);
-  grpc::Status s = env->stub->InviteUser(Ctx(member.token()).get(), guest, &inv);
+  grpc::Status s =
+      env->stub->InviteUser(Ctx(member.token()).get(), guest, &inv);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_TRUE(absl::StrContains(s.error_message(), secret_group));
   req.set_email("mem2@members.example.com");
-  EXPECT_EQ(env->stub->InviteUser(Ctx(member.token()).get(), req, &inv).error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      env->stub->InviteUser(Ctx(member.token()).get(), req, &inv).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
 
   v1::ListInvitationsRequest list;
   list.set_workspace_id(ws.workspace.id());
   v1::ListInvitationsResponse mine;
-  ASSERT_TRUE(env->stub->ListInvitations(Ctx(member.token()).get(), list, &mine).ok());
+  ASSERT_TRUE(
+      env->stub->ListInvitations(Ctx(member.token()).get(), list, &mine).ok());
   ASSERT_EQ(mine.invitations_size(), 1);
   EXPECT_EQ(mine.invitations(0).user().email(), "g1@members.example.com");
   v1::ListUsersRequest lu;
   lu.set_workspace_id(ws.workspace.id());
   v1::ListUsersResponse users;
-  EXPECT_EQ(env->stub->ListUsers(Ctx(member.token()).get(), lu, &users).error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      env->stub->ListUsers(Ctx(member.token()).get(), lu, &users).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
 
   v1::UpdateWorkspaceRequest upd;
   upd.set_workspace_id(ws.workspace.id());
-  upd.mutable_workspace()->mutable_settings()->set_members_can_invite_guests(false);
+  upd.mutable_workspace()->mutable_settings()->set_members_can_invite_guests(
+      false);
   upd.mutable_update_mask()->add_paths("settings.members_can_invite_guests");
   v1::Workspace w;
-  EXPECT_EQ(env->stub->UpdateWorkspace(Ctx(member.token()).get(), upd, &w).error_code(),
+  EXPECT_EQ(env->stub->UpdateWorkspace(Ctx(member.token()).get(), upd, &w)
+                .error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
-  ASSERT_TRUE(env->stub->UpdateWorkspace(Ctx(ws.admin_token).get(), upd, &w).ok());
+  ASSERT_TRUE(
+      env->stub->UpdateWorkspace(Ctx(ws.admin_token).get(), upd, &w).ok());
   EXPECT_FALSE(w.settings().members_can_invite_guests());
   guest.clear_group_ids();
   guest.set_email("g3@members.example.com");
-  EXPECT_EQ(env->stub->InviteUser(Ctx(member.token()).get(), guest, &inv).error_code(),
+  EXPECT_EQ(env->stub->InviteUser(Ctx(member.token()).get(), guest, &inv)
+                .error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST_F(IdentityTest, UpdateUserRespectsWhoMayChangeWhat) {
   Ws ws = NewWorkspace("ws-update");
   v1::Invitation inv;
-  ASSERT_TRUE(Invite(ws.admin_token, ws.workspace.id(), "up@x.example.com", &inv).ok());
+  ASSERT_TRUE(
+      Invite(ws.admin_token, ws.workspace.id(), "up@x.example.com", &inv).ok());
   v1::Session guest;
   ASSERT_TRUE(Accept(TokenOf(inv), &guest).ok());
   v1::UpdateUserRequest req;
@@ -1146,11 +1218,13 @@ TEST_F(IdentityTest, UpdateUserRespectsWhoMayChangeWhat) {
   req.mutable_update_mask()->add_paths("metadata");
   (*req.mutable_user()->mutable_metadata()->mutable_fields())["team"]
       .set_string_value("sales");
-  EXPECT_EQ(env->stub->UpdateUser(Ctx(guest.token()).get(), req, &user).error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      env->stub->UpdateUser(Ctx(guest.token()).get(), req, &user).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
   req.mutable_update_mask()->add_paths("email");
   req.mutable_user()->set_email("Moved@x.example.com");
-  ASSERT_TRUE(env->stub->UpdateUser(Ctx(ws.admin_token).get(), req, &user).ok());
+  ASSERT_TRUE(
+      env->stub->UpdateUser(Ctx(ws.admin_token).get(), req, &user).ok());
   EXPECT_EQ(user.metadata().fields().at("team").string_value(), "sales");
   EXPECT_EQ(user.email(), "Moved@x.example.com");
   EXPECT_EQ(user.username(), "moved@x.example.com");  // follows the email
@@ -1162,8 +1236,9 @@ TEST_F(IdentityTest, UpdateUserRespectsWhoMayChangeWhat) {
   req.mutable_update_mask()->Clear();
   req.mutable_update_mask()->add_paths("username");
   req.mutable_user()->set_username(ws.admin_email);
-  EXPECT_EQ(env->stub->UpdateUser(Ctx(ws.admin_token).get(), req, &user).error_code(),
-            grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(
+      env->stub->UpdateUser(Ctx(ws.admin_token).get(), req, &user).error_code(),
+      grpc::StatusCode::ALREADY_EXISTS);
   DrainOutbox();
   absl::MutexLock lock(&env->membership_service.mu_);
   int64_t version = 0;
@@ -1184,16 +1259,22 @@ TEST_F(IdentityTest, DenyArchivesTheRequestedUser) {
   v1::DenyAccessRequestRequest deny;
   deny.set_access_request_id(ar.id());
   v1::AccessRequest denied;
-  ASSERT_TRUE(env->stub->DenyAccessRequest(Ctx(ws.admin_token).get(), deny, &denied).ok());
+  ASSERT_TRUE(
+      env->stub->DenyAccessRequest(Ctx(ws.admin_token).get(), deny, &denied)
+          .ok());
   EXPECT_EQ(denied.state(), v1::AccessRequest::DENIED);
   EXPECT_EQ(denied.user().status(), v1::ARCHIVED);
-  ASSERT_TRUE(env->stub->DenyAccessRequest(Ctx(ws.admin_token).get(), deny, &denied).ok());
+  ASSERT_TRUE(
+      env->stub->DenyAccessRequest(Ctx(ws.admin_token).get(), deny, &denied)
+          .ok());
   v1::ApproveAccessRequestRequest approve;
   approve.set_access_request_id(ar.id());
   v1::ApproveAccessRequestResponse approved;
-  EXPECT_EQ(env->stub->ApproveAccessRequest(Ctx(ws.admin_token).get(), approve,
-                                            &approved).error_code(),
-            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(
+      env->stub
+          ->ApproveAccessRequest(Ctx(ws.admin_token).get(), approve, &approved)
+          .error_code(),
+      grpc::StatusCode::FAILED_PRECONDITION);
 }
 
 TEST_F(IdentityTest, LicenceCountChangeNeedsMembership) {
@@ -1207,7 +1288,8 @@ TEST_F(IdentityTest, LicenceCountChangeNeedsMembership) {
     env->membership_service.down_ = true;
   }
   v1::Workspace w;
-  grpc::Status s = env->stub->UpdateWorkspace(Ctx(ws.admin_token).get(), upd, &w);
+  grpc::Status s =
+      env->stub->UpdateWorkspace(Ctx(ws.admin_token).get(), upd, &w);
   {
     absl::MutexLock lock(&env->membership_service.mu_);
     env->membership_service.down_ = false;
@@ -1217,7 +1299,8 @@ TEST_F(IdentityTest, LicenceCountChangeNeedsMembership) {
   get.set_workspace_id(ws.workspace.id());
   ASSERT_TRUE(env->stub->GetWorkspace(Ctx(ws.admin_token).get(), get, &w).ok());
   EXPECT_EQ(w.license_count(), 10);
-  ASSERT_TRUE(env->stub->UpdateWorkspace(Ctx(ws.admin_token).get(), upd, &w).ok());
+  ASSERT_TRUE(
+      env->stub->UpdateWorkspace(Ctx(ws.admin_token).get(), upd, &w).ok());
   EXPECT_EQ(w.license_count(), 3);
   EXPECT_EQ(w.settings().license_count(), 3);
   upd.mutable_update_mask()->Clear();
@@ -1226,7 +1309,6 @@ TEST_F(IdentityTest, LicenceCountChangeNeedsMembership) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_TRUE(absl::StrContains(s.error_message(), "update_mask"));
 }
-
 
 TEST_F(IdentityTest, ConcurrentRequestsForOneEmailMakeOneUser) {
   Ws ws = NewWorkspace("ws-ra-race", /*request_access=*/true);

@@ -45,8 +45,9 @@ absl::Status ValidateGrants(
 // A UUID-shaped id derived from `seed` under `secret` (stable, unguessable).
 std::string DerivedUuid(const std::string& secret, const std::string& seed) {
   const std::string h = HmacSha256Hex(secret, seed);
-  return absl::StrCat(h.substr(0, 8), "-", h.substr(8, 4), "-4", h.substr(13, 3),
-                      "-8", h.substr(17, 3), "-", h.substr(20, 12));
+  return absl::StrCat(h.substr(0, 8), "-", h.substr(8, 4), "-4",
+                      h.substr(13, 3), "-8", h.substr(17, 3), "-",
+                      h.substr(20, 12));
 }
 
 // Admins, the member who sent it, and API keys with invitations.write.
@@ -239,8 +240,8 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
   for (const auto& p : spec.app_privileges) {
     auto* a = g->add_app_privileges();
     a->set_app_id(p.app_id());
-    a->set_privilege(
-        static_cast<membership::v1::AppPrivilegeGrant::Privilege>(p.privilege()));
+    a->set_privilege(static_cast<membership::v1::AppPrivilegeGrant::Privilege>(
+        p.privilege()));
   }
   int64_t intent_id = 0;
   if (!spec.existing_user.has_value()) {
@@ -248,11 +249,11 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
     undo.set_workspace_id(ws.id);
     undo.add_user_ids(user.id);
     RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
-      ASSIGN_OR_RETURN(intent_id,
-                       tx.EnqueueDelayed(OutboxMessage{kTopicReconcileInvite,
-                                                       undo.SerializeAsString(),
-                                                       ""},
-                                         absl::Seconds(1)));
+      ASSIGN_OR_RETURN(
+          intent_id,
+          tx.EnqueueDelayed(OutboxMessage{kTopicReconcileInvite,
+                                          undo.SerializeAsString(), ""},
+                            absl::Seconds(1)));
       return absl::OkStatus();
     }));
   }
@@ -294,9 +295,8 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
     if (spec.existing_user.has_value()) {
       // Put back membership's copy of the REQUESTED user.
       UserRecord back = *spec.existing_user;
-      (void)deps_.repository->Transact([&](IdentityTx& tx) {
-        return tx.Enqueue(SyncUsersMessage(back));
-      });
+      (void)deps_.repository->Transact(
+          [&](IdentityTx& tx) { return tx.Enqueue(SyncUsersMessage(back)); });
     }
     if (!undo.ok()) {
       LogError("could not undo membership grants of a failed invitation",
@@ -323,8 +323,8 @@ grpc::Status IdentityServiceImpl::InviteUser(grpc::ServerContext* ctx,
     spec.username = req->username();
     spec.first_name = req->first_name();
     spec.last_name = req->last_name();
-    spec.kind = req->kind() == v1::USER_KIND_UNSPECIFIED ? v1::GUEST
-                                                         : req->kind();
+    spec.kind =
+        req->kind() == v1::USER_KIND_UNSPECIFIED ? v1::GUEST : req->kind();
     spec.group_ids.assign(req->group_ids().begin(), req->group_ids().end());
     spec.app_privileges.assign(req->app_privileges().begin(),
                                req->app_privileges().end());
@@ -431,9 +431,9 @@ grpc::Status IdentityServiceImpl::ResendInvitation(
             const InvitationState state = EffectiveState(inv, now);
             if (state == v1::Invitation::ACCEPTED ||
                 state == v1::Invitation::REVOKED) {
-              return absl::FailedPreconditionError(absl::StrCat(
-                  "the invitation is ", InvitationStateName(state),
-                  "; invite the user again instead"));
+              return absl::FailedPreconditionError(
+                  absl::StrCat("the invitation is ", InvitationStateName(state),
+                               "; invite the user again instead"));
             }
             ASSIGN_OR_RETURN(WorkspaceRecord ws,
                              tx.GetWorkspace(inv.workspace_id, false));
@@ -587,7 +587,8 @@ grpc::Status IdentityServiceImpl::AcceptInvitation(
       ASSIGN_OR_RETURN(user, tx.GetUser(inv->user_id, false));
       return absl::OkStatus();
     }));
-    RETURN_IF_ERROR(ValidatePassword("password", req->password(), user.username));
+    RETURN_IF_ERROR(
+        ValidatePassword("password", req->password(), user.username));
     ASSIGN_OR_RETURN(std::string hash, deps_.hasher->Hash(req->password()));
     const std::string session_token = NewToken(*deps_.random, 32, "gls_");
     SessionRecord session;
@@ -601,9 +602,9 @@ grpc::Status IdentityServiceImpl::AcceptInvitation(
       }
       ASSIGN_OR_RETURN(UserRecord u, tx.GetUser(inv->user_id, true));
       if (u.status != v1::INVITED) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "the invited user is ", StatusName(u.status),
-            "; ask an admin to reactivate it"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("the invited user is ", StatusName(u.status),
+                         "; ask an admin to reactivate it"));
       }
       u.password_hash = hash;
       u.status = v1::ACTIVE;
@@ -613,8 +614,11 @@ grpc::Status IdentityServiceImpl::AcceptInvitation(
       }
       ASSIGN_OR_RETURN(activated, tx.UpdateUser(u, now));
       RETURN_IF_ERROR(tx.Enqueue(SyncUsersMessage(activated)));
-      session = SessionRecord{NewUuid(*deps_.random), Sha256Hex(session_token),
-                              u.id, u.workspace_id, now,
+      session = SessionRecord{NewUuid(*deps_.random),
+                              Sha256Hex(session_token),
+                              u.id,
+                              u.workspace_id,
+                              now,
                               now + options_.session_ttl};
       return tx.InsertSession(session);
     }));
@@ -648,10 +652,10 @@ grpc::Status IdentityServiceImpl::RequestAccess(
     RETURN_IF_ERROR(CheckRate(absl::StrCat("ra:addr:", ClientAddress(*ctx)),
                               options_.request_access_per_address, true,
                               "access requests from this address"));
-    RETURN_IF_ERROR(CheckRate(
-        absl::StrCat("ra:email:", req->workspace_id(), ":", email_lc),
-        options_.request_access_per_email, true,
-        "access requests for this email"));
+    RETURN_IF_ERROR(
+        CheckRate(absl::StrCat("ra:email:", req->workspace_id(), ":", email_lc),
+                  options_.request_access_per_email, true,
+                  "access requests for this email"));
     return Idempotent(
         absl::StrCat("RequestAccess:", req->workspace_id()),
         req->idempotency_key(), *req, resp, [&]() -> absl::Status {
@@ -688,8 +692,7 @@ grpc::Status IdentityServiceImpl::RequestAccess(
               if (existing.has_value() && existing->status != v1::REQUESTED) {
                 // Known user: answer like a fresh request, with stable ids
                 // derived from the email, and reveal nothing of the user.
-                const std::string seed =
-                    absl::StrCat(ws.id, ":", email_lc);
+                const std::string seed = absl::StrCat(ws.id, ":", email_lc);
                 user = UserRecord{};
                 user.id = DerivedUuid(options_.internal_token, "user:" + seed);
                 user.workspace_id = ws.id;
@@ -761,9 +764,8 @@ grpc::Status IdentityServiceImpl::RequestAccess(
                 email.mutable_dedupe_window()->set_seconds(24 * 3600);
                 email.set_idempotency_key(dedupe);
                 email.set_recipient_user_id(admin.id);
-                RETURN_IF_ERROR(tx.Enqueue({kTopicSendEmail,
-                                            email.SerializeAsString(),
-                                            dedupe}));
+                RETURN_IF_ERROR(tx.Enqueue(
+                    {kTopicSendEmail, email.SerializeAsString(), dedupe}));
                 emails = true;
               }
               return absl::OkStatus();
@@ -854,9 +856,9 @@ grpc::Status IdentityServiceImpl::ApproveAccessRequest(
             absl::StatusOr<AccessRequestRecord> found =
                 tx.GetAccessRequest(req->access_request_id(), false);
             if (!found.ok() || !SameWorkspace(caller, found->workspace_id)) {
-              return absl::NotFoundError(absl::StrCat(
-                  "access request ", req->access_request_id(),
-                  " does not exist"));
+              return absl::NotFoundError(absl::StrCat("access request ",
+                                                      req->access_request_id(),
+                                                      " does not exist"));
             }
             ar = *found;
             ASSIGN_OR_RETURN(user, tx.GetUser(ar.user_id, false));
@@ -864,14 +866,14 @@ grpc::Status IdentityServiceImpl::ApproveAccessRequest(
           }));
           RETURN_IF_ERROR(RequireUserAdmin(caller, ar.workspace_id));
           if (ar.state != v1::AccessRequest::PENDING) {
-            return absl::FailedPreconditionError(absl::StrCat(
-                "the access request is already ",
-                AccessRequestStateName(ar.state)));
+            return absl::FailedPreconditionError(
+                absl::StrCat("the access request is already ",
+                             AccessRequestStateName(ar.state)));
           }
           if (user.status != v1::REQUESTED) {
-            return absl::FailedPreconditionError(absl::StrCat(
-                "the requesting user is ", StatusName(user.status),
-                ", no longer REQUESTED"));
+            return absl::FailedPreconditionError(
+                absl::StrCat("the requesting user is ", StatusName(user.status),
+                             ", no longer REQUESTED"));
           }
           InviteSpec spec;
           spec.workspace_id = ar.workspace_id;
@@ -925,8 +927,8 @@ grpc::Status IdentityServiceImpl::DenyAccessRequest(
             "instead");
       }
       if (ar.state == v1::AccessRequest::PENDING) {
-        RETURN_IF_ERROR(tx.SetAccessRequestState(
-            ar.id, v1::AccessRequest::DENIED, now));
+        RETURN_IF_ERROR(
+            tx.SetAccessRequestState(ar.id, v1::AccessRequest::DENIED, now));
         ar.state = v1::AccessRequest::DENIED;
         if (user.status == v1::REQUESTED) {
           user.status = v1::ARCHIVED;

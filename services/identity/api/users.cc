@@ -35,9 +35,9 @@ grpc::Status IdentityServiceImpl::GetUser(grpc::ServerContext* ctx,
   return scope.Done([&]() -> absl::Status {
     ASSIGN_OR_RETURN(Principal caller, Caller(*ctx));
     ASSIGN_OR_RETURN(UserRecord user, LoadUserFor(caller, req->user_id()));
-    const bool allowed =
-        caller.user_id() == user.id || IsAdminOf(caller, user.workspace_id) ||
-        (IsApiKey(caller) && HasScope(caller, "users.read"));
+    const bool allowed = caller.user_id() == user.id ||
+                         IsAdminOf(caller, user.workspace_id) ||
+                         (IsApiKey(caller) && HasScope(caller, "users.read"));
     if (!allowed) {
       if (!IsUser(caller)) {
         return absl::NotFoundError(
@@ -106,9 +106,10 @@ grpc::Status IdentityServiceImpl::UpdateUser(grpc::ServerContext* ctx,
         } else if (path == "last_name") {
           user.last_name = u.last_name();
         } else if (admin_only && !admin) {
-          return absl::PermissionDeniedError(absl::StrCat(
-              "user.", path, ": only admins may change it; users may change "
-                             "their own first_name and last_name"));
+          return absl::PermissionDeniedError(
+              absl::StrCat("user.", path,
+                           ": only admins may change it; users may change "
+                           "their own first_name and last_name"));
         } else if (path == "email") {
           if (u.email().empty()) {
             if (user.kind != v1::GUEST) {
@@ -202,12 +203,13 @@ grpc::Status IdentityServiceImpl::ListUsers(grpc::ServerContext* ctx,
     q.prefix = std::string(absl::StripAsciiWhitespace(req->query()));
     q.order = order;
     q.limit = limit;
-    const std::string fingerprint = absl::StrCat(
-        "users:", q.workspace_id, ":", q.kind, ":", q.status, ":",
-        absl::AsciiStrToLower(q.prefix), ":", static_cast<int>(order.field),
-        ":", order.descending);
+    const std::string fingerprint =
+        absl::StrCat("users:", q.workspace_id, ":", q.kind, ":", q.status, ":",
+                     absl::AsciiStrToLower(q.prefix), ":",
+                     static_cast<int>(order.field), ":", order.descending);
     if (!req->page_token().empty()) {
-      ASSIGN_OR_RETURN(q.after, DecodePageToken(req->page_token(), fingerprint));
+      ASSIGN_OR_RETURN(q.after,
+                       DecodePageToken(req->page_token(), fingerprint));
     }
     // Later pages reuse the first page's count (a snapshot, as AIP-158
     // allows), so deep pages cost no count over the whole workspace.
@@ -239,10 +241,10 @@ absl::StatusOr<v1::User> IdentityServiceImpl::ChangeStatus(
   RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
     ASSIGN_OR_RETURN(UserRecord user, tx.GetUser(user_id, true));
     // The sweeper may not have run yet: act on the effective status.
-    user.status = EffectiveStatus(user, now) == v1::EXPIRED &&
-                          user.status != v1::EXPIRED
-                      ? v1::EXPIRED
-                      : user.status;
+    user.status =
+        EffectiveStatus(user, now) == v1::EXPIRED && user.status != v1::EXPIRED
+            ? v1::EXPIRED
+            : user.status;
     ASSIGN_OR_RETURN(Transition next, rule(user));
     if (!next.has_value()) {
       result = user;

@@ -22,9 +22,9 @@ absl::StatusOr<ExpirySweeper::Result> ExpirySweeper::RunOnce() {
       for (const UserRecord& u : expired) {
         membership::v1::SyncUsersRequest sync;
         *sync.add_users() = ToMembershipRecord(u);
-        RETURN_IF_ERROR(tx.Enqueue({kTopicSyncUsers, sync.SerializeAsString(),
-                                    absl::StrCat("user:", u.id, ":",
-                                                 u.version)}));
+        RETURN_IF_ERROR(
+            tx.Enqueue({kTopicSyncUsers, sync.SerializeAsString(),
+                        absl::StrCat("user:", u.id, ":", u.version)}));
       }
       result.expired += expired.size();
       more = expired.size() == 500;

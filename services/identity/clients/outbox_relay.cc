@@ -7,8 +7,8 @@ namespace guestlist::identity {
 namespace {
 
 template <typename Request>
-OutboxRelay::Handler Handler(
-    const char* topic, std::function<absl::Status(const Request&)> send) {
+OutboxRelay::Handler Handler(const char* topic,
+                             std::function<absl::Status(const Request&)> send) {
   return [topic, send](const std::string& payload) -> absl::Status {
     Request request;
     absl::Status s =
@@ -29,25 +29,25 @@ OutboxRelay::Handler Handler(
 void RegisterOutboxHandlers(OutboxRelay* relay, MembershipClient* membership,
                             NotificationClient* notification,
                             Repository* repository) {
-  relay->Register(
-      kTopicReconcileInvite,
-      Handler<mv1::DeleteUsersRequest>(
-          kTopicReconcileInvite,
-          [membership, repository](const auto& r) -> absl::Status {
-            bool exists = false;
-            absl::Status s = repository->Transact([&](IdentityTx& tx) {
-              for (const std::string& id : r.user_ids()) {
-                absl::StatusOr<bool> one = tx.UserExists(id);
-                if (!one.ok()) return one.status();
-                exists = exists || *one;
-              }
-              return absl::OkStatus();
-            });
-            if (!s.ok()) return s;
-            // The invite committed: nothing to undo.
-            if (exists) return absl::OkStatus();
-            return membership->DeleteUsers(r);
-          }));
+  relay->Register(kTopicReconcileInvite,
+                  Handler<mv1::DeleteUsersRequest>(
+                      kTopicReconcileInvite,
+                      [membership, repository](const auto& r) -> absl::Status {
+                        bool exists = false;
+                        absl::Status s =
+                            repository->Transact([&](IdentityTx& tx) {
+                              for (const std::string& id : r.user_ids()) {
+                                absl::StatusOr<bool> one = tx.UserExists(id);
+                                if (!one.ok()) return one.status();
+                                exists = exists || *one;
+                              }
+                              return absl::OkStatus();
+                            });
+                        if (!s.ok()) return s;
+                        // The invite committed: nothing to undo.
+                        if (exists) return absl::OkStatus();
+                        return membership->DeleteUsers(r);
+                      }));
   relay->Register(kTopicSendEmail,
                   Handler<nv1::SendEmailRequest>(
                       kTopicSendEmail, [notification](const auto& r) {

@@ -12,9 +12,9 @@ absl::Status PeerStatus(const grpc::Status& status, const char* peer) {
   absl::Status s = FromGrpcStatus(status);
   if (s.code() == absl::StatusCode::kUnavailable ||
       s.code() == absl::StatusCode::kDeadlineExceeded) {
-    return absl::UnavailableError(absl::StrCat(
-        "the ", peer, " service is unavailable (", s.message(),
-        "); retry shortly"));
+    return absl::UnavailableError(
+        absl::StrCat("the ", peer, " service is unavailable (", s.message(),
+                     "); retry shortly"));
   }
   return s;
 }
@@ -63,8 +63,7 @@ absl::Status GrpcMembershipClient::DeleteUsers(
   grpc::ClientContext ctx;
   AttachInternalCredential(&ctx, internal_token_, timeout_);
   mv1::DeleteUsersResponse response;
-  return PeerStatus(stub_->DeleteUsers(&ctx, request, &response),
-                    "membership");
+  return PeerStatus(stub_->DeleteUsers(&ctx, request, &response), "membership");
 }
 
 absl::Status GrpcNotificationClient::SendEmail(
@@ -72,8 +71,7 @@ absl::Status GrpcNotificationClient::SendEmail(
   grpc::ClientContext ctx;
   AttachInternalCredential(&ctx, internal_token_, timeout_);
   nv1::Message response;
-  return PeerStatus(stub_->SendEmail(&ctx, request, &response),
-                    "notification");
+  return PeerStatus(stub_->SendEmail(&ctx, request, &response), "notification");
 }
 
 }  // namespace guestlist::identity

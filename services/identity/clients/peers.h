@@ -42,8 +42,9 @@ class NotificationClient {
 
 class GrpcMembershipClient final : public MembershipClient {
  public:
-  GrpcMembershipClient(std::shared_ptr<mv1::MembershipService::StubInterface> stub,
-                       std::string internal_token, absl::Duration timeout)
+  GrpcMembershipClient(
+      std::shared_ptr<mv1::MembershipService::StubInterface> stub,
+      std::string internal_token, absl::Duration timeout)
       : stub_(std::move(stub)),
         internal_token_(std::move(internal_token)),
         timeout_(timeout) {}

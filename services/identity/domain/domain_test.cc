@@ -58,12 +58,16 @@ TEST(ValidationTest, Utf8AndNul) {
 }
 
 TEST(ValidationTest, NamesNeedFirstOrLast) {
-  EXPECT_TRUE(ValidatePersonNames("first_name", "Ann", "last_name", "", true).ok());
-  EXPECT_TRUE(ValidatePersonNames("first_name", "", "last_name", "Lee", true).ok());
-  absl::Status s = ValidatePersonNames("first_name", " ", "last_name", "", true);
+  EXPECT_TRUE(
+      ValidatePersonNames("first_name", "Ann", "last_name", "", true).ok());
+  EXPECT_TRUE(
+      ValidatePersonNames("first_name", "", "last_name", "Lee", true).ok());
+  absl::Status s =
+      ValidatePersonNames("first_name", " ", "last_name", "", true);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("first_name"), std::string::npos);
-  EXPECT_TRUE(ValidatePersonNames("first_name", "", "last_name", "", false).ok());
+  EXPECT_TRUE(
+      ValidatePersonNames("first_name", "", "last_name", "", false).ok());
   EXPECT_EQ(ValidatePersonNames("first_name", std::string(101, 'a'),
                                 "last_name", "", true)
                 .code(),
@@ -88,17 +92,17 @@ TEST(ValidationTest, PasswordPolicy) {
             StatusCode::kInvalidArgument);
   EXPECT_EQ(ValidatePassword("password", "aaaaaaaaaaaa", "ann").code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(ValidatePassword("password", "Ann@Example.com",
-                             "ann@example.com")
-                .code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      ValidatePassword("password", "Ann@Example.com", "ann@example.com").code(),
+      StatusCode::kInvalidArgument);
 }
 
 TEST(ValidationTest, WorkspaceNameScopesIdsKeys) {
   EXPECT_TRUE(ValidateWorkspaceName("workspace.name", "acme-corp").ok());
   EXPECT_FALSE(ValidateWorkspaceName("workspace.name", "Acme").ok());
   EXPECT_FALSE(ValidateWorkspaceName("workspace.name", "-acme").ok());
-  EXPECT_TRUE(ValidateScopes("scopes", {"users.read", "invitations.write"}).ok());
+  EXPECT_TRUE(
+      ValidateScopes("scopes", {"users.read", "invitations.write"}).ok());
   EXPECT_FALSE(ValidateScopes("scopes", {"admin"}).ok());
   EXPECT_TRUE(IsUuid("123e4567-e89b-12d3-a456-426614174000"));
   EXPECT_FALSE(IsUuid("123e4567e89b12d3a456426614174000"));

@@ -22,9 +22,8 @@ std::string FingerprintHash(absl::string_view fingerprint) {
 
 absl::StatusOr<OrderBy> ParseOrderBy(absl::string_view order_by) {
   OrderBy out;
-  std::vector<std::string> parts =
-      absl::StrSplit(absl::StripAsciiWhitespace(order_by), ' ',
-                     absl::SkipWhitespace());
+  std::vector<std::string> parts = absl::StrSplit(
+      absl::StripAsciiWhitespace(order_by), ' ', absl::SkipWhitespace());
   if (parts.empty()) return out;
   auto bad = [&] {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -55,10 +54,10 @@ absl::StatusOr<OrderBy> ParseOrderBy(absl::string_view order_by) {
 
 std::string EncodePageToken(const PageCursor& cursor,
                             absl::string_view fingerprint) {
-  return absl::WebSafeBase64Escape(absl::StrCat(
-      "v1", std::string(1, kSep), FingerprintHash(fingerprint),
-      std::string(1, kSep), cursor.id, std::string(1, kSep), cursor.total,
-      std::string(1, kSep), cursor.key));
+  return absl::WebSafeBase64Escape(
+      absl::StrCat("v1", std::string(1, kSep), FingerprintHash(fingerprint),
+                   std::string(1, kSep), cursor.id, std::string(1, kSep),
+                   cursor.total, std::string(1, kSep), cursor.key));
 }
 
 absl::StatusOr<PageCursor> DecodePageToken(absl::string_view token,
@@ -91,8 +90,6 @@ std::string PrefixUpperBound(absl::string_view prefix) {
   return absl::StrCat(prefix, "\xF4\x8F\xBF\xBF");
 }
 
-std::string LowerAscii(absl::string_view s) {
-  return absl::AsciiStrToLower(s);
-}
+std::string LowerAscii(absl::string_view s) { return absl::AsciiStrToLower(s); }
 
 }  // namespace guestlist::identity

@@ -31,9 +31,9 @@ void PasswordHasher::Release() {
 absl::StatusOr<std::string> PasswordHasher::Hash(absl::string_view password) {
   char out[crypto_pwhash_STRBYTES];
   Acquire();
-  const int rc = crypto_pwhash_str_alg(out, password.data(), password.size(),
-                                       opslimit_, memlimit_,
-                                       crypto_pwhash_ALG_ARGON2ID13);
+  const int rc =
+      crypto_pwhash_str_alg(out, password.data(), password.size(), opslimit_,
+                            memlimit_, crypto_pwhash_ALG_ARGON2ID13);
   Release();
   if (rc != 0) {
     return absl::ResourceExhaustedError(
@@ -46,8 +46,8 @@ bool PasswordHasher::Verify(absl::string_view password,
                             const std::string& encoded) {
   if (encoded.empty()) return false;
   Acquire();
-  const int rc =
-      crypto_pwhash_str_verify(encoded.c_str(), password.data(), password.size());
+  const int rc = crypto_pwhash_str_verify(encoded.c_str(), password.data(),
+                                          password.size());
   Release();
   return rc == 0;
 }

@@ -50,9 +50,9 @@ absl::StatusOr<Transition> ReactivateTransition(const UserRecord& user) {
     case v1::INVITED:
       return Transition();
     default:
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the user is ", StatusName(user.status),
-          "; only SUSPENDED or EXPIRED users can be reactivated"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("the user is ", StatusName(user.status),
+                       "; only SUSPENDED or EXPIRED users can be reactivated"));
   }
 }
 
@@ -63,9 +63,9 @@ absl::StatusOr<Transition> ArchiveTransition(const UserRecord& user) {
 
 absl::Status CheckConvertible(const UserRecord& user) {
   if (user.kind != v1::GUEST) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the user is a ", KindName(user.kind),
-        ", not a GUEST; only guests can be converted to members"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the user is a ", KindName(user.kind),
+                     ", not a GUEST; only guests can be converted to members"));
   }
   if (user.status == v1::ARCHIVED) {
     return absl::FailedPreconditionError(
@@ -78,7 +78,9 @@ bool IsValidKind(UserKind kind) {
   return kind == v1::ADMIN || kind == v1::MEMBER || kind == v1::GUEST;
 }
 
-std::string StatusName(UserStatus status) { return v1::UserStatus_Name(status); }
+std::string StatusName(UserStatus status) {
+  return v1::UserStatus_Name(status);
+}
 std::string KindName(UserKind kind) { return v1::UserKind_Name(kind); }
 
 UserStatus ParseStatus(const std::string& name) {

@@ -37,8 +37,7 @@ bool IsDomainName(absl::string_view domain) {
     if (!IsLdhLabel(label)) return false;
   }
   absl::string_view tld = labels.back();
-  return tld.size() >= 2 &&
-         std::all_of(tld.begin(), tld.end(), [](char c) {
+  return tld.size() >= 2 && std::all_of(tld.begin(), tld.end(), [](char c) {
            return absl::ascii_isalpha(static_cast<unsigned char>(c));
          });
 }
@@ -98,9 +97,9 @@ absl::Status ValidateText(absl::string_view field, absl::string_view value,
                    "as UTF-8");
   }
   if (Utf8Length(value) > max_chars) {
-    return Invalid(field, absl::StrCat("is too long (", Utf8Length(value),
-                                       " characters); shorten it to at most ",
-                                       max_chars));
+    return Invalid(
+        field, absl::StrCat("is too long (", Utf8Length(value),
+                            " characters); shorten it to at most ", max_chars));
   }
   return absl::OkStatus();
 }
@@ -228,13 +227,12 @@ absl::Status ValidatePersonNames(absl::string_view first_field,
 
 absl::Status ValidateWorkspaceName(absl::string_view field,
                                    absl::string_view name) {
-  bool ok = name.size() >= 2 && name.size() <= 63 && name.front() != '-' &&
-            name.back() != '-' &&
-            std::all_of(name.begin(), name.end(), [](char c) {
-              return absl::ascii_islower(static_cast<unsigned char>(c)) ||
-                     absl::ascii_isdigit(static_cast<unsigned char>(c)) ||
-                     c == '-';
-            });
+  bool ok =
+      name.size() >= 2 && name.size() <= 63 && name.front() != '-' &&
+      name.back() != '-' && std::all_of(name.begin(), name.end(), [](char c) {
+        return absl::ascii_islower(static_cast<unsigned char>(c)) ||
+               absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '-';
+      });
   if (!ok) {
     return Invalid(field, absl::StrCat("\"", name,
                                        "\" is not a valid handle; use 2 to 63 "
@@ -301,8 +299,9 @@ bool IsUuid(absl::string_view s) {
 absl::Status ValidateId(absl::string_view field, absl::string_view id) {
   if (id.empty()) return Invalid(field, "is required");
   if (!IsUuid(id)) {
-    return Invalid(field, "must be a UUID like "
-                          "123e4567-e89b-12d3-a456-426614174000");
+    return Invalid(field,
+                   "must be a UUID like "
+                   "123e4567-e89b-12d3-a456-426614174000");
   }
   return absl::OkStatus();
 }
@@ -322,8 +321,7 @@ absl::Status ValidateScopes(absl::string_view field,
 }
 
 absl::Status ValidateIdempotencyKey(absl::string_view key) {
-  if (key.size() > 128 ||
-      !std::all_of(key.begin(), key.end(), [](char c) {
+  if (key.size() > 128 || !std::all_of(key.begin(), key.end(), [](char c) {
         return c > 0x20 && c < 0x7F;
       })) {
     return Invalid("idempotency_key",

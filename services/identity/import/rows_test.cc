@@ -206,9 +206,8 @@ TEST(ValidateRowTest, EveryCellErrorNamesItsColumn) {
                   Groups({}));
   std::vector<std::string> columns;
   for (const auto& e : row.errors) columns.push_back(e.column());
-  EXPECT_THAT(columns,
-              ElementsAre("role", "user-group-1", "sales-dashboard", "delete",
-                          "metadata", "username"))
+  EXPECT_THAT(columns, ElementsAre("role", "user-group-1", "sales-dashboard",
+                                   "delete", "metadata", "username"))
       << Errors(row);
   EXPECT_EQ(row.line, 9);
 }

@@ -182,9 +182,9 @@ class PgTx final : public IdentityTx {
          pg::TextArray(w.blocked_email_domains),
          pg::Bool(w.request_access_enabled), pg::Time(w.create_time)});
     if (r.status().code() == absl::StatusCode::kAlreadyExists) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "workspace.name: a workspace named \"", w.name,
-          "\" already exists; choose another name"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("workspace.name: a workspace named \"", w.name,
+                       "\" already exists; choose another name"));
     }
     return r.status();
   }
@@ -208,20 +208,20 @@ class PgTx final : public IdentityTx {
                                                   absl::Time now) override {
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec(absl::StrCat(
-                     "UPDATE identity.workspaces SET display_name = $2, "
-                     "license_count = $3, members_can_invite_guests = $4, "
-                     "invitation_ttl_seconds = $5, allowed_email_domains = "
-                     "$6::text[], blocked_email_domains = $7::text[], "
-                     "request_access_enabled = $8, version = version + 1, "
-                     "update_time = $9 WHERE id = $1 RETURNING ",
-                     kWorkspaceColumns),
-                 {w.id, w.display_name, pg::Int(w.license_count),
-                  pg::Bool(w.members_can_invite_guests),
-                  pg::Int(absl::ToInt64Seconds(w.invitation_ttl)),
-                  pg::TextArray(w.allowed_email_domains),
-                  pg::TextArray(w.blocked_email_domains),
-                  pg::Bool(w.request_access_enabled), pg::Time(now)}));
+        tx_.Exec(
+            absl::StrCat("UPDATE identity.workspaces SET display_name = $2, "
+                         "license_count = $3, members_can_invite_guests = $4, "
+                         "invitation_ttl_seconds = $5, allowed_email_domains = "
+                         "$6::text[], blocked_email_domains = $7::text[], "
+                         "request_access_enabled = $8, version = version + 1, "
+                         "update_time = $9 WHERE id = $1 RETURNING ",
+                         kWorkspaceColumns),
+            {w.id, w.display_name, pg::Int(w.license_count),
+             pg::Bool(w.members_can_invite_guests),
+             pg::Int(absl::ToInt64Seconds(w.invitation_ttl)),
+             pg::TextArray(w.allowed_email_domains),
+             pg::TextArray(w.blocked_email_domains),
+             pg::Bool(w.request_access_enabled), pg::Time(now)}));
     if (r.rows() == 0) {
       return absl::NotFoundError(
           absl::StrCat("workspace ", w.id, " does not exist"));
@@ -339,10 +339,11 @@ class PgTx final : public IdentityTx {
       // For counting: one range scan per C-collated key (each index-only),
       // united into the set of matching ids.
       auto branch = [p](const char* col) {
-        return absl::StrCat("SELECT id FROM identity.users WHERE workspace_id "
-                            "= $1 AND ", col, " >= lower($", p,
-                            ") COLLATE \"C\" AND ", col, " < (lower($", p,
-                            ") || chr(1114111)) COLLATE \"C\"");
+        return absl::StrCat(
+            "SELECT id FROM identity.users WHERE workspace_id "
+            "= $1 AND ",
+            col, " >= lower($", p, ") COLLATE \"C\" AND ", col, " < (lower($",
+            p, ") || chr(1114111)) COLLATE \"C\"");
       };
       matching_ids =
           absl::StrCat(branch("email_lc"), " UNION ", branch("username_lc"),
@@ -373,27 +374,26 @@ class PgTx final : public IdentityTx {
         count_params.push_back(StatusName(q.status));
         absl::StrAppend(&count_where, " AND status = $", count_params.size());
       }
-      ASSIGN_OR_RETURN(
-          pg::Result c,
-          tx_.Exec(absl::StrCat("SELECT coalesce(sum(n), 0) FROM "
-                                "identity.user_counts WHERE ",
-                                count_where),
-                   count_params));
+      ASSIGN_OR_RETURN(pg::Result c,
+                       tx_.Exec(absl::StrCat("SELECT coalesce(sum(n), 0) FROM "
+                                             "identity.user_counts WHERE ",
+                                             count_where),
+                                count_params));
       page.total = static_cast<int>(c.GetInt(0, 0));
     } else if (q.count_total && q.kind == v1::USER_KIND_UNSPECIFIED &&
                q.status == v1::USER_STATUS_UNSPECIFIED) {
       // Prefix only: count the id set without touching the table.
-      ASSIGN_OR_RETURN(pg::Result c,
-                       tx_.Exec(absl::StrCat("SELECT count(*) FROM (",
-                                             matching_ids, ") m"),
-                                params));
+      ASSIGN_OR_RETURN(
+          pg::Result c,
+          tx_.Exec(absl::StrCat("SELECT count(*) FROM (", matching_ids, ") m"),
+                   params));
       page.total = static_cast<int>(c.GetInt(0, 0));
     } else if (q.count_total) {
       ASSIGN_OR_RETURN(
           pg::Result c,
-          tx_.Exec(absl::StrCat("SELECT count(*) FROM identity.users WHERE ",
-                                where),
-                   params));
+          tx_.Exec(
+              absl::StrCat("SELECT count(*) FROM identity.users WHERE ", where),
+              params));
       page.total = static_cast<int>(c.GetInt(0, 0));
     }
     std::string page_where = where;
@@ -461,11 +461,12 @@ class PgTx final : public IdentityTx {
 
   absl::Status InsertSession(const SessionRecord& s) override {
     return tx_
-        .Exec("INSERT INTO identity.sessions (id, token_hash, user_id, "
-              "workspace_id, create_time, expire_time) VALUES ($1, $2, $3, $4, "
-              "$5, $6)",
-              {s.id, s.token_hash, s.user_id, s.workspace_id,
-               pg::Time(s.create_time), pg::Time(s.expire_time)})
+        .Exec(
+            "INSERT INTO identity.sessions (id, token_hash, user_id, "
+            "workspace_id, create_time, expire_time) VALUES ($1, $2, $3, $4, "
+            "$5, $6)",
+            {s.id, s.token_hash, s.user_id, s.workspace_id,
+             pg::Time(s.create_time), pg::Time(s.expire_time)})
         .status();
   }
 
@@ -502,12 +503,13 @@ class PgTx final : public IdentityTx {
 
   absl::Status InsertApiKey(const ApiKeyRecord& k) override {
     return tx_
-        .Exec("INSERT INTO identity.api_keys (id, workspace_id, display_name, "
-              "scopes, key_hash, prefix, creator_id, create_time) VALUES ($1, "
-              "$2, $3, $4::text[], $5, $6, $7, $8)",
-              {k.id, k.workspace_id, k.display_name, pg::TextArray(k.scopes),
-               k.key_hash, k.prefix, pg::NullIfEmpty(k.creator_id),
-               pg::Time(k.create_time)})
+        .Exec(
+            "INSERT INTO identity.api_keys (id, workspace_id, display_name, "
+            "scopes, key_hash, prefix, creator_id, create_time) VALUES ($1, "
+            "$2, $3, $4::text[], $5, $6, $7, $8)",
+            {k.id, k.workspace_id, k.display_name, pg::TextArray(k.scopes),
+             k.key_hash, k.prefix, pg::NullIfEmpty(k.creator_id),
+             pg::Time(k.create_time)})
         .status();
   }
 
@@ -560,13 +562,14 @@ class PgTx final : public IdentityTx {
 
   absl::Status InsertInvitation(const InvitationRecord& v) override {
     return tx_
-        .Exec("INSERT INTO identity.invitations (id, workspace_id, user_id, "
-              "inviter_id, token_hash, token_generation, state, expire_time, "
-              "create_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-              {v.id, v.workspace_id, v.user_id, pg::NullIfEmpty(v.inviter_id),
-               v.token_hash, pg::Int(v.token_generation),
-               InvitationStateName(v.state), pg::Time(v.expire_time),
-               pg::Time(v.create_time)})
+        .Exec(
+            "INSERT INTO identity.invitations (id, workspace_id, user_id, "
+            "inviter_id, token_hash, token_generation, state, expire_time, "
+            "create_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            {v.id, v.workspace_id, v.user_id, pg::NullIfEmpty(v.inviter_id),
+             v.token_hash, pg::Int(v.token_generation),
+             InvitationStateName(v.state), pg::Time(v.expire_time),
+             pg::Time(v.create_time)})
         .status();
   }
 
@@ -598,11 +601,12 @@ class PgTx final : public IdentityTx {
 
   absl::Status UpdateInvitation(const InvitationRecord& v) override {
     return tx_
-        .Exec("UPDATE identity.invitations SET token_hash = $2, "
-              "token_generation = $3, state = $4, expire_time = $5 WHERE "
-              "id = $1",
-              {v.id, v.token_hash, pg::Int(v.token_generation),
-               InvitationStateName(v.state), pg::Time(v.expire_time)})
+        .Exec(
+            "UPDATE identity.invitations SET token_hash = $2, "
+            "token_generation = $3, state = $4, expire_time = $5 WHERE "
+            "id = $1",
+            {v.id, v.token_hash, pg::Int(v.token_generation),
+             InvitationStateName(v.state), pg::Time(v.expire_time)})
         .status();
   }
 
@@ -666,14 +670,15 @@ class PgTx final : public IdentityTx {
     params.push_back(pg::Int(o.limit + 1));
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec(absl::StrCat("SELECT ", kInvitationColumns,
-                              ", create_time FROM identity.invitations WHERE ",
-                              where,
-                              " ORDER BY create_time DESC, id DESC LIMIT $",
-                              params.size()),
-                 params));
+        tx_.Exec(
+            absl::StrCat("SELECT ", kInvitationColumns,
+                         ", create_time FROM identity.invitations WHERE ",
+                         where, " ORDER BY create_time DESC, id DESC LIMIT $",
+                         params.size()),
+            params));
     const int n = std::min(r.rows(), o.limit);
-    for (int i = 0; i < n; ++i) page.invitations.push_back(ReadInvitation(r, i));
+    for (int i = 0; i < n; ++i)
+      page.invitations.push_back(ReadInvitation(r, i));
     if (r.rows() > o.limit && n > 0) {
       page.next = PageCursor{r.Get(n - 1, 9), r.Get(n - 1, 0)};
     }
@@ -682,20 +687,22 @@ class PgTx final : public IdentityTx {
 
   absl::Status RevokePendingInvitations(const std::string& user_id) override {
     return tx_
-        .Exec("UPDATE identity.invitations SET state = 'REVOKED' WHERE "
-              "user_id = $1 AND state = 'PENDING'",
-              {user_id})
+        .Exec(
+            "UPDATE identity.invitations SET state = 'REVOKED' WHERE "
+            "user_id = $1 AND state = 'PENDING'",
+            {user_id})
         .status();
   }
 
   absl::Status InsertAccessRequest(const AccessRequestRecord& a) override {
     return tx_
-        .Exec("INSERT INTO identity.access_requests (id, workspace_id, "
-              "user_id, email, first_name, last_name, message, state, "
-              "create_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-              {a.id, a.workspace_id, a.user_id, a.email, a.first_name,
-               a.last_name, a.message, AccessRequestStateName(a.state),
-               pg::Time(a.create_time)})
+        .Exec(
+            "INSERT INTO identity.access_requests (id, workspace_id, "
+            "user_id, email, first_name, last_name, message, state, "
+            "create_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            {a.id, a.workspace_id, a.user_id, a.email, a.first_name,
+             a.last_name, a.message, AccessRequestStateName(a.state),
+             pg::Time(a.create_time)})
         .status();
   }
 
@@ -730,9 +737,10 @@ class PgTx final : public IdentityTx {
                                      AccessRequestState state,
                                      absl::Time now) override {
     return tx_
-        .Exec("UPDATE identity.access_requests SET state = $2, decide_time = "
-              "$3 WHERE id = $1",
-              {id, AccessRequestStateName(state), pg::Time(now)})
+        .Exec(
+            "UPDATE identity.access_requests SET state = $2, decide_time = "
+            "$3 WHERE id = $1",
+            {id, AccessRequestStateName(state), pg::Time(now)})
         .status();
   }
 
@@ -767,14 +775,14 @@ class PgTx final : public IdentityTx {
                                            absl::Time now) override {
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec("INSERT INTO identity.rate_limits AS r (bucket, window_start, "
-                 "hits) VALUES ($1, $2, 1) ON CONFLICT (bucket) DO UPDATE SET "
-                 "hits = CASE WHEN r.window_start + make_interval(secs => $3) "
-                 "<= $2 THEN 1 ELSE r.hits + 1 END, window_start = CASE WHEN "
-                 "r.window_start + make_interval(secs => $3) <= $2 THEN $2 "
-                 "ELSE r.window_start END RETURNING hits, window_start",
-                 {bucket, pg::Time(now),
-                  pg::Int(absl::ToInt64Seconds(window))}));
+        tx_.Exec(
+            "INSERT INTO identity.rate_limits AS r (bucket, window_start, "
+            "hits) VALUES ($1, $2, 1) ON CONFLICT (bucket) DO UPDATE SET "
+            "hits = CASE WHEN r.window_start + make_interval(secs => $3) "
+            "<= $2 THEN 1 ELSE r.hits + 1 END, window_start = CASE WHEN "
+            "r.window_start + make_interval(secs => $3) <= $2 THEN $2 "
+            "ELSE r.window_start END RETURNING hits, window_start",
+            {bucket, pg::Time(now), pg::Int(absl::ToInt64Seconds(window))}));
     return RateCounter{static_cast<int>(r.GetInt(0, 0)),
                        pg::ParseTime(r.Get(0, 1))};
   }
@@ -784,11 +792,11 @@ class PgTx final : public IdentityTx {
                                             absl::Time now) override {
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec("SELECT hits, window_start FROM identity.rate_limits WHERE "
-                 "bucket = $1 AND window_start + make_interval(secs => $3) > "
-                 "$2",
-                 {bucket, pg::Time(now),
-                  pg::Int(absl::ToInt64Seconds(window))}));
+        tx_.Exec(
+            "SELECT hits, window_start FROM identity.rate_limits WHERE "
+            "bucket = $1 AND window_start + make_interval(secs => $3) > "
+            "$2",
+            {bucket, pg::Time(now), pg::Int(absl::ToInt64Seconds(window))}));
     if (r.rows() == 0) return RateCounter{0, now};
     return RateCounter{static_cast<int>(r.GetInt(0, 0)),
                        pg::ParseTime(r.Get(0, 1))};
@@ -846,9 +854,9 @@ class PgTx final : public IdentityTx {
   }
 
   absl::StatusOr<bool> UserExists(const std::string& id) override {
-    ASSIGN_OR_RETURN(pg::Result r,
-                     tx_.Exec("SELECT 1 FROM identity.users WHERE id = $1",
-                              {id}));
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx_.Exec("SELECT 1 FROM identity.users WHERE id = $1", {id}));
     return r.rows() > 0;
   }
 

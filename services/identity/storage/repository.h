@@ -104,8 +104,8 @@ class IdentityTx {
   virtual absl::Status InsertInvitation(const InvitationRecord& inv) = 0;
   virtual absl::StatusOr<InvitationRecord> GetInvitation(const std::string& id,
                                                          bool for_update) = 0;
-  virtual absl::StatusOr<std::optional<InvitationRecord>>
-  FindInvitationByToken(const std::string& token_hash) = 0;
+  virtual absl::StatusOr<std::optional<InvitationRecord>> FindInvitationByToken(
+      const std::string& token_hash) = 0;
   // Writes token_hash, token_generation, state, expire_time.
   virtual absl::Status UpdateInvitation(const InvitationRecord& inv) = 0;
   // Marks the PENDING, unexpired invitation with this token ACCEPTED; only
@@ -185,7 +185,8 @@ class Repository {
   virtual ~Repository() = default;
   // Runs `fn` in a transaction: committed if it returns OK, rolled back
   // otherwise (its status is returned).
-  virtual absl::Status Transact(const std::function<absl::Status(IdentityTx&)>& fn) = 0;
+  virtual absl::Status Transact(
+      const std::function<absl::Status(IdentityTx&)>& fn) = 0;
   virtual absl::Status Ping() = 0;
 };
 

@@ -73,8 +73,7 @@ absl::Status ValidateRecord(const v1::UserRecord& u) {
 }  // namespace
 
 MembershipServiceImpl::MembershipServiceImpl(Authenticator* auth,
-                                             pg::Pool* pool,
-                                             const Clock* clock,
+                                             pg::Pool* pool, const Clock* clock,
                                              CheckCache* cache)
     : auth_(auth),
       cache_(cache),
@@ -228,10 +227,10 @@ absl::Status MembershipServiceImpl::DoCreateApp(const grpc::ServerContext& ctx,
   }
   return Idempotent(absl::StrCat("CreateApp/", req.workspace_id()),
                     req.idempotency_key(), req, resp, [&]() -> absl::Status {
-                      ASSIGN_OR_RETURN(*resp,
-                                       store_.CreateApp(req.workspace_id(),
-                                                        req.app().slug(),
-                                                        req.app().name()));
+                      ASSIGN_OR_RETURN(
+                          *resp,
+                          store_.CreateApp(req.workspace_id(), req.app().slug(),
+                                           req.app().name()));
                       return absl::OkStatus();
                     });
 }
@@ -239,7 +238,8 @@ absl::Status MembershipServiceImpl::DoCreateApp(const grpc::ServerContext& ctx,
 grpc::Status MembershipServiceImpl::CreateApp(grpc::ServerContext* ctx,
                                               const v1::CreateAppRequest* req,
                                               v1::App* resp) {
-  return ServeWrite(ctx, "CreateApp", [&] { return DoCreateApp(*ctx, *req, resp); });
+  return ServeWrite(ctx, "CreateApp",
+                    [&] { return DoCreateApp(*ctx, *req, resp); });
 }
 
 grpc::Status MembershipServiceImpl::ListApps(grpc::ServerContext* ctx,
@@ -248,10 +248,9 @@ grpc::Status MembershipServiceImpl::ListApps(grpc::ServerContext* ctx,
   return Serve(ctx, "ListApps", [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Caller c, Resolve(*ctx));
     RETURN_IF_ERROR(RequireWorkspace(c, req->workspace_id()));
-    ASSIGN_OR_RETURN(*resp, store_.ListApps(req->workspace_id(),
-                                            Viewer{c.kind, c.user_id},
-                                            req->page_size(),
-                                            req->page_token()));
+    ASSIGN_OR_RETURN(
+        *resp, store_.ListApps(req->workspace_id(), Viewer{c.kind, c.user_id},
+                               req->page_size(), req->page_token()));
     return absl::OkStatus();
   });
 }
@@ -264,8 +263,8 @@ grpc::Status MembershipServiceImpl::DeleteApp(grpc::ServerContext* ctx,
     RETURN_IF_ERROR(RequireUuid(req->app_id(), "app_id"));
     ASSIGN_OR_RETURN(std::optional<v1::App> app, store_.GetApp(req->app_id()));
     if (!app || (!c.privileged && app->workspace_id() != c.workspace_id)) {
-      return absl::NotFoundError(absl::StrCat("app ", req->app_id(),
-                                              " not found"));
+      return absl::NotFoundError(
+          absl::StrCat("app ", req->app_id(), " not found"));
     }
     RETURN_IF_ERROR(RequireAdmin(c, app->workspace_id()));
     return store_.DeleteApp(req->app_id());
@@ -309,7 +308,7 @@ grpc::Status MembershipServiceImpl::CreateGroup(
     grpc::ServerContext* ctx, const v1::CreateGroupRequest* req,
     v1::Group* resp) {
   return ServeWrite(ctx, "CreateGroup",
-               [&] { return DoCreateGroup(*ctx, *req, resp); });
+                    [&] { return DoCreateGroup(*ctx, *req, resp); });
 }
 
 grpc::Status MembershipServiceImpl::ListGroups(grpc::ServerContext* ctx,
@@ -318,10 +317,9 @@ grpc::Status MembershipServiceImpl::ListGroups(grpc::ServerContext* ctx,
   return Serve(ctx, "ListGroups", [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Caller c, Resolve(*ctx));
     RETURN_IF_ERROR(RequireWorkspace(c, req->workspace_id()));
-    ASSIGN_OR_RETURN(*resp, store_.ListGroups(req->workspace_id(),
-                                              Viewer{c.kind, c.user_id},
-                                              req->page_size(),
-                                              req->page_token()));
+    ASSIGN_OR_RETURN(
+        *resp, store_.ListGroups(req->workspace_id(), Viewer{c.kind, c.user_id},
+                                 req->page_size(), req->page_token()));
     return absl::OkStatus();
   });
 }
@@ -392,7 +390,7 @@ grpc::Status MembershipServiceImpl::UpdateGroup(
     grpc::ServerContext* ctx, const v1::UpdateGroupRequest* req,
     v1::Group* resp) {
   return ServeWrite(ctx, "UpdateGroup",
-               [&] { return DoUpdateGroup(*ctx, *req, resp); });
+                    [&] { return DoUpdateGroup(*ctx, *req, resp); });
 }
 
 grpc::Status MembershipServiceImpl::DeleteGroup(
@@ -459,9 +457,9 @@ absl::Status MembershipServiceImpl::DoAddGroupMember(
     ASSIGN_OR_RETURN(std::optional<Workspace> ws,
                      store_.GetWorkspace(g.workspace_id()));
     if (ws) facts.workspace = *ws;
-    facts.group = Group{g.id(), g.workspace_id(),
-                        static_cast<Visibility>(g.visibility()),
-                        g.members_can_invite(), g.members_can_publish()};
+    facts.group =
+        Group{g.id(), g.workspace_id(), static_cast<Visibility>(g.visibility()),
+              g.members_can_invite(), g.members_can_publish()};
     facts.subject_role = caller_role;
     if (target->kind == Kind::kGuest) {
       Decision d = Decide(Permission::kGroupInviteGuest, facts, clock_->Now());
@@ -475,21 +473,21 @@ absl::Status MembershipServiceImpl::DoAddGroupMember(
           "only members of this group may add people to it");
     }
   }
-  return Idempotent(absl::StrCat("AddGroupMember/", req.group_id()),
-                    req.idempotency_key(), req, resp, [&]() -> absl::Status {
-                      ASSIGN_OR_RETURN(
-                          *resp, store_.AddGroupMember(g.workspace_id(),
-                                                       req.group_id(),
-                                                       req.user_id(), role));
-                      return absl::OkStatus();
-                    });
+  return Idempotent(
+      absl::StrCat("AddGroupMember/", req.group_id()), req.idempotency_key(),
+      req, resp, [&]() -> absl::Status {
+        ASSIGN_OR_RETURN(*resp,
+                         store_.AddGroupMember(g.workspace_id(), req.group_id(),
+                                               req.user_id(), role));
+        return absl::OkStatus();
+      });
 }
 
 grpc::Status MembershipServiceImpl::AddGroupMember(
     grpc::ServerContext* ctx, const v1::AddGroupMemberRequest* req,
     v1::GroupMember* resp) {
   return ServeWrite(ctx, "AddGroupMember",
-               [&] { return DoAddGroupMember(*ctx, *req, resp); });
+                    [&] { return DoAddGroupMember(*ctx, *req, resp); });
 }
 
 grpc::Status MembershipServiceImpl::ListGroupMembers(
@@ -499,9 +497,9 @@ grpc::Status MembershipServiceImpl::ListGroupMembers(
     ASSIGN_OR_RETURN(Caller c, Resolve(*ctx));
     Role role;
     ASSIGN_OR_RETURN(v1::Group g, VisibleGroup(c, req->group_id(), &role));
-    ASSIGN_OR_RETURN(*resp, store_.ListGroupMembers(req->group_id(),
-                                                    req->page_size(),
-                                                    req->page_token()));
+    ASSIGN_OR_RETURN(*resp,
+                     store_.ListGroupMembers(req->group_id(), req->page_size(),
+                                             req->page_token()));
     return absl::OkStatus();
   });
 }
@@ -548,10 +546,9 @@ grpc::Status MembershipServiceImpl::SetAppPrivilege(
           absl::StrCat("app ", req->app_id(), " not found"));
     }
     RETURN_IF_ERROR(RequireAdmin(c, app->workspace_id()));
-    ASSIGN_OR_RETURN(*resp, store_.SetAppPrivilege(app->workspace_id(),
-                                                   req->app_id(),
-                                                   req->user_id(),
-                                                   req->privilege()));
+    ASSIGN_OR_RETURN(*resp,
+                     store_.SetAppPrivilege(app->workspace_id(), req->app_id(),
+                                            req->user_id(), req->privilege()));
     return absl::OkStatus();
   });
 }
@@ -618,9 +615,9 @@ absl::StatusOr<v1::CheckResponse> MembershipServiceImpl::CheckOne(
   ASSIGN_OR_RETURN(Permission permission, ParsePermission(req.permission()));
   ASSIGN_OR_RETURN(Resource resource, ParseResource(req.resource()));
   if (resource.type != ResourceTypeFor(permission)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "permission ", req.permission(), " does not apply to ",
-        req.resource()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("permission ", req.permission(), " does not apply to ",
+                     req.resource()));
   }
   std::string subject = req.user_id();
   if (subject.empty()) {
@@ -671,8 +668,7 @@ absl::StatusOr<v1::CheckResponse> MembershipServiceImpl::CheckOne(
         return absl::PermissionDeniedError(
             "only admins may check another user's permissions");
       }
-      if (facts.subject &&
-          facts.subject->workspace_id != caller.workspace_id) {
+      if (facts.subject && facts.subject->workspace_id != caller.workspace_id) {
         return absl::PermissionDeniedError(
             "user_id belongs to another workspace");
       }
@@ -695,15 +691,15 @@ grpc::Status MembershipServiceImpl::Check(grpc::ServerContext* ctx,
   });
 }
 
-grpc::Status MembershipServiceImpl::BatchCheck(
-    grpc::ServerContext* ctx, const v1::BatchCheckRequest* req,
-    v1::BatchCheckResponse* resp) {
+grpc::Status MembershipServiceImpl::BatchCheck(grpc::ServerContext* ctx,
+                                               const v1::BatchCheckRequest* req,
+                                               v1::BatchCheckResponse* resp) {
   return Serve(ctx, "BatchCheck", [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Caller c, Resolve(*ctx, /*load_copy=*/false));
     if (req->checks_size() > kMaxChecks) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "at most ", kMaxChecks, " checks per BatchCheck; got ",
-          req->checks_size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("at most ", kMaxChecks, " checks per BatchCheck; got ",
+                       req->checks_size()));
     }
     for (const v1::CheckRequest& check : req->checks()) {
       ASSIGN_OR_RETURN(*resp->add_results(), CheckOne(c, check));
@@ -765,16 +761,17 @@ absl::Status MembershipServiceImpl::DoApplyGrants(
           "user ", u->id(), " has workspace_id ", u->workspace_id(),
           " but the request is for ", req.workspace_id()));
     }
-    for (const auto& id : g.group_ids()) RETURN_IF_ERROR(RequireUuid(id, "group_ids"));
+    for (const auto& id : g.group_ids())
+      RETURN_IF_ERROR(RequireUuid(id, "group_ids"));
     for (const auto& id : g.remove_group_ids()) {
       RETURN_IF_ERROR(RequireUuid(id, "remove_group_ids"));
     }
     for (const auto& p : g.app_privileges()) {
       RETURN_IF_ERROR(RequireUuid(p.app_id(), "app_privileges.app_id"));
       if (p.privilege() == v1::AppPrivilegeGrant::PRIVILEGE_UNSPECIFIED) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "user ", u->id(), ": privilege for app ", p.app_id(),
-            " is unspecified"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("user ", u->id(), ": privilege for app ", p.app_id(),
+                         " is unspecified"));
       }
     }
     for (const auto& id : g.remove_app_ids()) {
@@ -783,10 +780,8 @@ absl::Status MembershipServiceImpl::DoApplyGrants(
   }
   if (!req.idempotency_key().empty() && !req.dry_run()) {
     return Idempotent(absl::StrCat("ApplyGrants/", req.workspace_id()),
-                      req.idempotency_key(), req, resp,
-                      [&]() -> absl::Status {
-                        ASSIGN_OR_RETURN(*resp,
-                                         store_.ApplyGrants(normalized));
+                      req.idempotency_key(), req, resp, [&]() -> absl::Status {
+                        ASSIGN_OR_RETURN(*resp, store_.ApplyGrants(normalized));
                         return absl::OkStatus();
                       });
   }

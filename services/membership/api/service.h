@@ -21,8 +21,8 @@ class MembershipServiceImpl final : public v1::MembershipService::Service {
  public:
   // `auth`, `pool`, `clock` and `cache` must outlive the service. Without
   // a cache every Check reads the database.
-  MembershipServiceImpl(Authenticator* auth, pg::Pool* pool,
-                        const Clock* clock, CheckCache* cache = nullptr);
+  MembershipServiceImpl(Authenticator* auth, pg::Pool* pool, const Clock* clock,
+                        CheckCache* cache = nullptr);
 
   grpc::Status CreateApp(grpc::ServerContext* ctx,
                          const v1::CreateAppRequest* req,

@@ -98,9 +98,10 @@ class MembershipApiTest : public ::testing::Test {
   }
 
   template <typename Req, typename Resp>
-  static grpc::Status Call(
-      grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-      const std::string& token, const Req& req, Resp* resp) {
+  static grpc::Status Call(grpc::Status (Stub::*method)(grpc::ClientContext*,
+                                                        const Req&, Resp*),
+                           const std::string& token, const Req& req,
+                           Resp* resp) {
     grpc::ClientContext ctx;
     if (token == kInternal) {
       ctx.AddMetadata(kInternalTokenKey, kInternalSecret);
@@ -120,17 +121,15 @@ class MembershipApiTest : public ::testing::Test {
     req.mutable_workspace()->set_members_can_invite_guests(members_can_invite);
     req.mutable_workspace()->set_version(version);
     v1::SyncWorkspaceResponse resp;
-    grpc::Status s =
-        Call(&Stub::SyncWorkspace, kInternal, req, &resp);
+    grpc::Status s = Call(&Stub::SyncWorkspace, kInternal, req, &resp);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
 
-  static v1::UserRecord Record(const std::string& id, const std::string& ws,
-                               const std::string& username,
-                               v1::DirectoryUser::Kind kind,
-                               v1::DirectoryUser::Status status =
-                                   v1::DirectoryUser::ACTIVE,
-                               int64_t version = 1) {
+  static v1::UserRecord Record(
+      const std::string& id, const std::string& ws, const std::string& username,
+      v1::DirectoryUser::Kind kind,
+      v1::DirectoryUser::Status status = v1::DirectoryUser::ACTIVE,
+      int64_t version = 1) {
     v1::UserRecord r;
     r.set_id(id);
     r.set_workspace_id(ws);
@@ -176,8 +175,7 @@ class MembershipApiTest : public ::testing::Test {
   }
 
   static std::string CreateGroup(const std::string& admin_token,
-                                 const std::string& ws,
-                                 const std::string& name,
+                                 const std::string& ws, const std::string& name,
                                  v1::Group::Visibility v,
                                  bool members_can_invite = false) {
     v1::CreateGroupRequest req;
@@ -203,11 +201,10 @@ class MembershipApiTest : public ::testing::Test {
     return a.id();
   }
 
-  static grpc::Status AddMember(const std::string& token,
-                                const std::string& group,
-                                const std::string& user,
-                                v1::GroupMember::Role role =
-                                    v1::GroupMember::MEMBER) {
+  static grpc::Status AddMember(
+      const std::string& token, const std::string& group,
+      const std::string& user,
+      v1::GroupMember::Role role = v1::GroupMember::MEMBER) {
     v1::AddGroupMemberRequest req;
     req.set_group_id(group);
     req.set_user_id(user);
@@ -374,9 +371,9 @@ TEST_F(MembershipApiTest, PermissionMatrix) {
   SyncWorkspace(ws, 100, /*members_can_invite=*/true);
   SyncWorkspace(ws2, 100, true);
   std::map<std::string, std::string> users = {
-      {"admin", Id(101)},          {"member_in", Id(102)},
-      {"member_out", Id(103)},     {"group_admin", Id(104)},
-      {"guest_in", Id(105)},       {"guest_out", Id(106)},
+      {"admin", Id(101)},           {"member_in", Id(102)},
+      {"member_out", Id(103)},      {"group_admin", Id(104)},
+      {"guest_in", Id(105)},        {"guest_out", Id(106)},
       {"suspended_guest", Id(107)}, {"expired_guest", Id(108)},
       {"other_workspace", Id(201)}, {"target", Id(109)},
   };
@@ -390,20 +387,21 @@ TEST_F(MembershipApiTest, PermissionMatrix) {
       CreateGroup(admin, ws, "Private Invite", v1::Group::PRIVATE, true),
       CreateGroup(admin, ws, "Secret", v1::Group::SECRET),
   };
-  const std::string elsewhere = CreateGroup(admin, ws, "Elsewhere",
-                                            v1::Group::OPEN);
+  const std::string elsewhere =
+      CreateGroup(admin, ws, "Elsewhere", v1::Group::OPEN);
   const std::string app = CreateApp(admin, ws, "sales-report");
 
-  AddUser(Record(users["member_in"], ws, "mi@a.test", v1::DirectoryUser::MEMBER),
-          groups, {app});
-  AddUser(Record(users["member_out"], ws, "mo@a.test",
-                 v1::DirectoryUser::MEMBER));
-  AddUser(Record(users["group_admin"], ws, "ga@a.test",
-                 v1::DirectoryUser::MEMBER));
+  AddUser(
+      Record(users["member_in"], ws, "mi@a.test", v1::DirectoryUser::MEMBER),
+      groups, {app});
+  AddUser(
+      Record(users["member_out"], ws, "mo@a.test", v1::DirectoryUser::MEMBER));
+  AddUser(
+      Record(users["group_admin"], ws, "ga@a.test", v1::DirectoryUser::MEMBER));
   for (const auto& g : groups) {
-    ASSERT_TRUE(AddMember(admin, g, users["group_admin"],
-                          v1::GroupMember::GROUP_ADMIN)
-                    .ok());
+    ASSERT_TRUE(
+        AddMember(admin, g, users["group_admin"], v1::GroupMember::GROUP_ADMIN)
+            .ok());
   }
   AddUser(Record(users["guest_in"], ws, "gi@x.test", v1::DirectoryUser::GUEST),
           groups, {app});
@@ -412,11 +410,11 @@ TEST_F(MembershipApiTest, PermissionMatrix) {
   AddUser(Record(users["suspended_guest"], ws, "gs@x.test",
                  v1::DirectoryUser::GUEST, v1::DirectoryUser::SUSPENDED),
           groups, {app});
-  v1::UserRecord expired = Record(users["expired_guest"], ws, "ge@x.test",
-                                  v1::DirectoryUser::GUEST);
+  v1::UserRecord expired =
+      Record(users["expired_guest"], ws, "ge@x.test", v1::DirectoryUser::GUEST);
   // Still ACTIVE in identity's last sync, but past its access expiry.
-  expired.mutable_access_expire_time()->set_seconds(absl::ToUnixSeconds(
-      absl::Now() - absl::Hours(1)));
+  expired.mutable_access_expire_time()->set_seconds(
+      absl::ToUnixSeconds(absl::Now() - absl::Hours(1)));
   AddUser(expired, groups, {app});
   AddUser(Record(users["target"], ws, "t@a.test", v1::DirectoryUser::MEMBER),
           groups);
@@ -440,8 +438,8 @@ TEST_F(MembershipApiTest, PermissionMatrix) {
         req.set_resource(absl::StrCat("groups/", groups[col]));
       }
       const bool want = row.expected[col] == 'Y';
-      const std::string where = absl::StrCat(row.caller, " ", row.permission,
-                                             " column ", col);
+      const std::string where =
+          absl::StrCat(row.caller, " ", row.permission, " column ", col);
       // 1. As our services ask: the internal credential naming the user.
       req.set_user_id(subject);
       v1::CheckResponse resp;
@@ -454,8 +452,7 @@ TEST_F(MembershipApiTest, PermissionMatrix) {
       v1::CheckResponse own;
       s = Call(&Stub::Check, TokenOf(subject), req, &own);
       if (inactive) {
-        EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
-            << where;
+        EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << where;
       } else {
         ASSERT_TRUE(s.ok()) << where << ": " << s.error_message();
         EXPECT_EQ(own.allowed(), want) << where << ": " << own.reason();
@@ -469,15 +466,16 @@ TEST_F(MembershipApiTest, PermissionMatrix) {
   v1::GetGroupRequest get;
   v1::Group g;
   get.set_group_id(groups[3]);
-  EXPECT_EQ(Call(&Stub::GetGroup, TokenOf(users["member_out"]), get, &g)
-                .error_code(),
-            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(
+      Call(&Stub::GetGroup, TokenOf(users["member_out"]), get, &g).error_code(),
+      grpc::StatusCode::NOT_FOUND);
   get.set_group_id(groups[1]);
-  EXPECT_TRUE(Call(&Stub::GetGroup, TokenOf(users["member_out"]), get, &g).ok());
+  EXPECT_TRUE(
+      Call(&Stub::GetGroup, TokenOf(users["member_out"]), get, &g).ok());
   get.set_group_id(groups[0]);
-  EXPECT_EQ(Call(&Stub::GetGroup, TokenOf(users["guest_out"]), get, &g)
-                .error_code(),
-            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(
+      Call(&Stub::GetGroup, TokenOf(users["guest_out"]), get, &g).error_code(),
+      grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(Call(&Stub::GetGroup, TokenOf(users["other_workspace"]), get, &g)
                 .error_code(),
             grpc::StatusCode::NOT_FOUND);
@@ -518,13 +516,12 @@ TEST_F(MembershipApiTest, PermissionMatrix) {
   for (const auto& u : seen.users()) names.push_back(u.username());
   // Active co-members only (the suspended guest is not listed; the
   // expired one still is ACTIVE in the copy).
-  EXPECT_EQ(names, (std::vector<std::string>{"ga@a.test", "ge@x.test",
-                                             "gi@x.test", "mi@a.test",
-                                             "t@a.test"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"ga@a.test", "ge@x.test", "gi@x.test",
+                                      "mi@a.test", "t@a.test"}));
 
   // Guests cannot invite: AddGroupMember by a guest is denied.
-  EXPECT_EQ(AddMember(TokenOf(users["guest_in"]), groups[0],
-                      users["guest_out"])
+  EXPECT_EQ(AddMember(TokenOf(users["guest_in"]), groups[0], users["guest_out"])
                 .error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   // A guest is never GROUP_ADMIN.
@@ -537,10 +534,10 @@ TEST_F(MembershipApiTest, PermissionMatrix) {
       AddMember(TokenOf(users["member_out"]), groups[0], users["guest_out"])
           .ok());
   // ...but not into a private group without members_can_invite.
-  EXPECT_EQ(AddMember(TokenOf(users["member_in"]), groups[1],
-                      users["guest_out"])
-                .error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      AddMember(TokenOf(users["member_in"]), groups[1], users["guest_out"])
+          .error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST_F(MembershipApiTest, WorkspaceSettingStopsMembersInviting) {
@@ -588,9 +585,9 @@ TEST_F(MembershipApiTest, SuspensionSyncedBitesOnTheNextCheck) {
   EXPECT_EQ(Call(&Stub::Check, TokenOf(Id(402)), req, &resp).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   // A stale replay (older version) does not resurrect the user.
-  *sync.mutable_users(0) = Record(Id(402), ws, "g@d.test",
-                                  v1::DirectoryUser::GUEST,
-                                  v1::DirectoryUser::ACTIVE, 1);
+  *sync.mutable_users(0) =
+      Record(Id(402), ws, "g@d.test", v1::DirectoryUser::GUEST,
+             v1::DirectoryUser::ACTIVE, 1);
   ASSERT_TRUE(Call(&Stub::SyncUsers, kInternal, sync, &sr).ok());
   EXPECT_EQ(Call(&Stub::Check, TokenOf(Id(402)), req, &resp).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
@@ -750,8 +747,8 @@ TEST_F(MembershipApiTest, ConcurrentGrantsNeverBothTakeTheLastLicence) {
   for (int round = 0; round < 5; ++round) {
     const std::string ws = Id(700 + round * 10);
     SyncWorkspace(ws, 2, true);
-    AddUser(Record(Id(701 + round * 10), ws, "a@g.test",
-                   v1::DirectoryUser::ADMIN));
+    AddUser(
+        Record(Id(701 + round * 10), ws, "a@g.test", v1::DirectoryUser::ADMIN));
     std::atomic<int> ok{0}, refused{0};
     std::vector<std::thread> threads;
     for (int t = 0; t < 2; ++t) {
@@ -796,9 +793,9 @@ TEST_F(MembershipApiTest, ApplyGrantsBatchIsOneTransaction) {
   req.set_workspace_id(ws);
   for (int i = 0; i < 1000; ++i) {
     v1::UserGrants* g = req.add_users();
-    *g->mutable_user() = Record(Id(10000 + i), ws, absl::StrCat("u", i, "@h"),
-                                v1::DirectoryUser::GUEST,
-                                v1::DirectoryUser::INVITED);
+    *g->mutable_user() =
+        Record(Id(10000 + i), ws, absl::StrCat("u", i, "@h"),
+               v1::DirectoryUser::GUEST, v1::DirectoryUser::INVITED);
     g->add_group_ids(g1);
     if (i % 2 == 0) g->add_group_ids(g2);
     auto* p = g->add_app_privileges();
@@ -1090,15 +1087,15 @@ TEST_F(MembershipApiTest, AppsAndPrivileges) {
   EXPECT_EQ(page.users(0).username(), "m@j.test");
   EXPECT_TRUE(page.next_page_token().empty());
   dir.set_page_token("garbage!");
-  EXPECT_EQ(Call(&Stub::ListDirectory, TokenOf(Id(1002)), dir, &page)
-                .error_code(),
-            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(
+      Call(&Stub::ListDirectory, TokenOf(Id(1002)), dir, &page).error_code(),
+      grpc::StatusCode::INVALID_ARGUMENT);
   // Another workspace's directory is not the caller's business.
   dir.clear_page_token();
   dir.set_workspace_id(Id(100));
-  EXPECT_EQ(Call(&Stub::ListDirectory, TokenOf(Id(1002)), dir, &page)
-                .error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      Call(&Stub::ListDirectory, TokenOf(Id(1002)), dir, &page).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
 
   v1::RemoveAppPrivilegeRequest rm;
   rm.set_app_id(app.id());
@@ -1136,8 +1133,9 @@ TEST_F(MembershipApiTest, GroupLifecycle) {
   EXPECT_EQ(Call(&Stub::CreateGroup, member, create, &g).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);  // no visibility
   create.mutable_group()->set_visibility(v1::Group::PRIVATE);
-  EXPECT_EQ(Call(&Stub::CreateGroup, TokenOf(Id(1104)), create, &g).error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);  // guests cannot create
+  EXPECT_EQ(
+      Call(&Stub::CreateGroup, TokenOf(Id(1104)), create, &g).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);  // guests cannot create
   ASSERT_TRUE(Call(&Stub::CreateGroup, member, create, &g).ok());
   EXPECT_EQ(g.member_count(), 1);  // the member creator, as GROUP_ADMIN
   EXPECT_TRUE(g.members_can_publish());
@@ -1169,15 +1167,15 @@ TEST_F(MembershipApiTest, GroupLifecycle) {
   lm.set_group_id(g.id());
   lm.set_page_size(2);
   v1::ListGroupMembersResponse members;
-  ASSERT_TRUE(Call(&Stub::ListGroupMembers, TokenOf(Id(1104)), lm, &members)
-                  .ok());
+  ASSERT_TRUE(
+      Call(&Stub::ListGroupMembers, TokenOf(Id(1104)), lm, &members).ok());
   ASSERT_EQ(members.members_size(), 2);
   EXPECT_EQ(members.members(0).user().username(), "g@k.test");
   EXPECT_EQ(members.members(0).user().kind(), v1::DirectoryUser::GUEST);
   EXPECT_EQ(members.members(1).user().username(), "m2@k.test");
   lm.set_page_token(members.next_page_token());
-  ASSERT_TRUE(Call(&Stub::ListGroupMembers, TokenOf(Id(1104)), lm, &members)
-                  .ok());
+  ASSERT_TRUE(
+      Call(&Stub::ListGroupMembers, TokenOf(Id(1104)), lm, &members).ok());
   ASSERT_EQ(members.members_size(), 1);
   EXPECT_EQ(members.members(0).role(), v1::GroupMember::GROUP_ADMIN);
   EXPECT_TRUE(members.next_page_token().empty());
@@ -1191,9 +1189,9 @@ TEST_F(MembershipApiTest, GroupLifecycle) {
             grpc::StatusCode::FAILED_PRECONDITION);
   // A guest may leave by itself, not remove others.
   rm.set_user_id(Id(1103));
-  EXPECT_EQ(Call(&Stub::RemoveGroupMember, TokenOf(Id(1104)), rm, &e)
-                .error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      Call(&Stub::RemoveGroupMember, TokenOf(Id(1104)), rm, &e).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
   rm.set_user_id(Id(1104));
   ASSERT_TRUE(Call(&Stub::RemoveGroupMember, TokenOf(Id(1104)), rm, &e).ok());
   // Now the guest cannot see the private group at all.
@@ -1212,7 +1210,8 @@ TEST_F(MembershipApiTest, GroupLifecycle) {
             grpc::StatusCode::NOT_FOUND);
 }
 
-TEST_F(MembershipApiTest, SingleGroupGuestsAreCappedAndConversionNeedsALicence) {
+TEST_F(MembershipApiTest,
+       SingleGroupGuestsAreCappedAndConversionNeedsALicence) {
   const std::string ws = Id(1200);
   SyncWorkspace(ws, 1, true);
   AddUser(Record(Id(1201), ws, "a@l.test", v1::DirectoryUser::ADMIN));
@@ -1250,8 +1249,8 @@ TEST_F(MembershipApiTest, SingleGroupGuestsAreCappedAndConversionNeedsALicence) 
   EXPECT_EQ(usage.single_group_guests(), 0);
   EXPECT_EQ(usage.available(), 0);
   // Unknown workspace: FAILED_PRECONDITION naming it.
-  *sync.mutable_users(0) = Record(Id(1299), Id(1298), "x",
-                                  v1::DirectoryUser::GUEST);
+  *sync.mutable_users(0) =
+      Record(Id(1299), Id(1298), "x", v1::DirectoryUser::GUEST);
   EXPECT_EQ(Call(&Stub::SyncUsers, kInternal, sync, &sr).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
 }

@@ -51,19 +51,20 @@ absl::Status CheckLicenseChange(const LicenseUsage& before,
                                 const std::string& what) {
   const int count = after.license_count;
   if (after.used() > count && after.used() > before.used()) {
-    const std::string in_use =
-        before.used() >= count ? "all used"
-                               : absl::StrCat(before.used(), " used");
-    return absl::FailedPreconditionError(absl::StrCat(
-        "workspace has ", Licences(count), ", ", in_use, "; ", what,
-        " needs ", after.used() - count, " more"));
+    const std::string in_use = before.used() >= count
+                                   ? "all used"
+                                   : absl::StrCat(before.used(), " used");
+    return absl::FailedPreconditionError(
+        absl::StrCat("workspace has ", Licences(count), ", ", in_use, "; ",
+                     what, " needs ", after.used() - count, " more"));
   }
   if (after.single_group_guests > count &&
       after.single_group_guests > before.single_group_guests) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "workspace has ", Licences(count), ", which caps single-group guests at ",
-        count, " and ", before.single_group_guests, " exist; ", what,
-        " needs ", after.single_group_guests - count, " more"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("workspace has ", Licences(count),
+                     ", which caps single-group guests at ", count, " and ",
+                     before.single_group_guests, " exist; ", what, " needs ",
+                     after.single_group_guests - count, " more"));
   }
   return absl::OkStatus();
 }

@@ -22,7 +22,12 @@ enum class Status {
   kArchived = 6,
 };
 
-enum class Visibility { kUnspecified = 0, kOpen = 1, kPrivate = 2, kSecret = 3 };
+enum class Visibility {
+  kUnspecified = 0,
+  kOpen = 1,
+  kPrivate = 2,
+  kSecret = 3
+};
 
 enum class Role { kNone = 0, kMember = 1, kGroupAdmin = 2 };
 

@@ -45,8 +45,7 @@ Decision DecideGroup(Permission p, const User& s, const CheckFacts& f) {
   Decision view = ViewGroup(s, f);
   if (!view.allowed) return view;
   const bool in_group = f.subject_role != Role::kNone;
-  const bool group_admin =
-      f.subject_role == Role::kGroupAdmin && !IsGuest(s);
+  const bool group_admin = f.subject_role == Role::kGroupAdmin && !IsGuest(s);
   switch (p) {
     case Permission::kGroupView:
       return view;
@@ -148,8 +147,8 @@ absl::StatusOr<Permission> ParsePermission(const std::string& name) {
   for (const auto& [p, n] : kPermissions) {
     absl::StrAppend(&known, known.empty() ? "" : ", ", n);
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown permission \"", name, "\"; use one of ", known));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown permission \"", name, "\"; use one of ", known));
 }
 
 const char* PermissionName(Permission permission) {
@@ -210,7 +209,8 @@ std::optional<std::string> InactiveReason(const User& user, absl::Time now) {
   if (user.status != Status::kActive) {
     return absl::StrCat("user is ", StatusName(user.status));
   }
-  if (user.access_expire_time <= now) return std::string("user's access expired");
+  if (user.access_expire_time <= now)
+    return std::string("user's access expired");
   return std::nullopt;
 }
 

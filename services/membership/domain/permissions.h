@@ -76,8 +76,7 @@ struct Decision {
 std::optional<std::string> InactiveReason(const User& user, absl::Time now);
 
 // Decides `permission` on the resource described by `facts` at `now`.
-Decision Decide(Permission permission, const CheckFacts& facts,
-                absl::Time now);
+Decision Decide(Permission permission, const CheckFacts& facts, absl::Time now);
 
 // Whether `subject` may see `group` at all (group.view without the
 // workspace and status checks): the basis of "NOT_FOUND rather than

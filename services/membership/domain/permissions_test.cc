@@ -30,7 +30,8 @@ TEST(ParseTest, PermissionsAndResources) {
   EXPECT_EQ(r->type, ResourceType::kGroup);
   EXPECT_EQ(r->id, "00000000-0000-4000-8000-0000000000ab");
   EXPECT_FALSE(ParseResource("groups/abc").ok());
-  EXPECT_FALSE(ParseResource("teams/00000000-0000-4000-8000-000000000001").ok());
+  EXPECT_FALSE(
+      ParseResource("teams/00000000-0000-4000-8000-000000000001").ok());
 }
 
 TEST(DecideTest, GuestNeverSeesGroupsItIsNotIn) {
@@ -44,10 +45,9 @@ TEST(DecideTest, GuestNeverSeesGroupsItIsNotIn) {
 }
 
 TEST(DecideTest, GuestIsNeverGroupAdminEvenWithTheRole) {
-  Decision d = Decide(Permission::kGroupAdmin,
-                      GroupFacts(Kind::kGuest, Visibility::kOpen,
-                                 Role::kGroupAdmin),
-                      kNow);
+  Decision d = Decide(
+      Permission::kGroupAdmin,
+      GroupFacts(Kind::kGuest, Visibility::kOpen, Role::kGroupAdmin), kNow);
   EXPECT_FALSE(d.allowed);
 }
 
@@ -77,11 +77,11 @@ TEST(DecideTest, OtherWorkspaceIsDenied) {
 
 TEST(DecideTest, GuestProfilesOnlyOfCoMembers) {
   CheckFacts f;
-  f.subject = User{"u", kWs, Kind::kGuest, Status::kActive,
-                   absl::InfiniteFuture()};
+  f.subject =
+      User{"u", kWs, Kind::kGuest, Status::kActive, absl::InfiniteFuture()};
   f.resource_workspace_id = kWs;
-  f.target = User{"t", kWs, Kind::kMember, Status::kActive,
-                  absl::InfiniteFuture()};
+  f.target =
+      User{"t", kWs, Kind::kMember, Status::kActive, absl::InfiniteFuture()};
   EXPECT_FALSE(Decide(Permission::kUserViewProfile, f, kNow).allowed);
   f.shares_group = true;
   EXPECT_TRUE(Decide(Permission::kUserViewProfile, f, kNow).allowed);

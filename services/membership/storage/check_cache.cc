@@ -54,9 +54,8 @@ void CheckCache::Apply(const std::string& payload) {
     return;
   }
   const char kind = payload[0];
-  for (absl::string_view id :
-       absl::StrSplit(absl::string_view(payload).substr(2), ',',
-                      absl::SkipEmpty())) {
+  for (absl::string_view id : absl::StrSplit(
+           absl::string_view(payload).substr(2), ',', absl::SkipEmpty())) {
     const std::string key(id);
     switch (kind) {
       case 'u':
@@ -232,8 +231,7 @@ CheckCache::GetUser(const std::string& id) {
 absl::StatusOr<std::shared_ptr<const CheckCache::GroupEntry>>
 CheckCache::GetGroup(const std::string& id) {
   return GetOrLoad<GroupEntry>(
-      &groups_, id,
-      [&]() -> absl::StatusOr<std::shared_ptr<const GroupEntry>> {
+      &groups_, id, [&]() -> absl::StatusOr<std::shared_ptr<const GroupEntry>> {
         ASSIGN_OR_RETURN(
             pg::Result r,
             pool_->Exec("SELECT g.workspace_id, g.visibility, "
@@ -326,8 +324,8 @@ absl::StatusOr<CheckFacts> CheckCache::LoadFacts(const std::string& subject_id,
       const auto& small = subject->groups.size() <= t->groups.size()
                               ? subject->groups
                               : t->groups;
-      const auto& large = &small == &subject->groups ? t->groups
-                                                     : subject->groups;
+      const auto& large =
+          &small == &subject->groups ? t->groups : subject->groups;
       for (const auto& [gid, role] : small) {
         if (large.contains(gid)) {
           f.shares_group = true;

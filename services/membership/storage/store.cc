@@ -261,8 +261,8 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
 
   // Planned writes, for the users that pass.
   std::vector<const v1::UserRecord*> upserts;
-  std::vector<std::string> add_g, add_u, del_g, del_u, setp_a, setp_u,
-      delp_a, delp_u;
+  std::vector<std::string> add_g, add_u, del_g, del_u, setp_a, setp_u, delp_a,
+      delp_u;
   std::vector<int64_t> setp_p;
   std::vector<std::string> demote;
   absl::flat_hash_set<std::string> seen;
@@ -288,7 +288,8 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
       continue;
     }
     auto it = existing.find(rec.id());
-    const bool exists = it != existing.end() && !it->second.workspace_id.empty();
+    const bool exists =
+        it != existing.end() && !it->second.workspace_id.empty();
     Existing cur = it != existing.end() ? it->second : Existing{};
     if (exists && cur.workspace_id != ws) {
       fail(absl::StatusCode::kInvalidArgument,
@@ -302,12 +303,13 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
       continue;
     }
     const Kind kind = newer ? static_cast<Kind>(rec.kind()) : cur.kind;
-    const Status status = newer ? static_cast<Status>(rec.status()) : cur.status;
+    const Status status =
+        newer ? static_cast<Status>(rec.status()) : cur.status;
     const std::string username = newer ? rec.username() : cur.username;
 
     // Desired groups and privileges.
-    std::map<std::string, int> groups = g.replace() ? std::map<std::string, int>{}
-                                                    : cur.groups;
+    std::map<std::string, int> groups =
+        g.replace() ? std::map<std::string, int>{} : cur.groups;
     std::map<std::string, int> privs =
         g.replace() ? std::map<std::string, int>{} : cur.privileges;
     std::string missing;
@@ -321,7 +323,8 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
     }
     for (const auto& p : g.app_privileges()) {
       if (!known_apps.contains(p.app_id())) {
-        missing = absl::StrCat("app ", p.app_id(), " not found in the workspace");
+        missing =
+            absl::StrCat("app ", p.app_id(), " not found in the workspace");
         break;
       }
       privs[p.app_id()] = p.privilege();
@@ -440,38 +443,36 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
                             : "");
     }
     RETURN_IF_ERROR(
-        tx.Exec(
-              "INSERT INTO membership.users (id, workspace_id, username, "
-              "email, first_name, last_name, kind, status, "
-              "access_expire_time, create_time, version) "
-              "SELECT x.id::uuid, $1::uuid, x.username, x.email, x.first, "
-              "x.last, x.kind, x.status, NULLIF(x.expire, '')::timestamptz, "
-              "COALESCE(NULLIF(x.created, '')::timestamptz, now()), "
-              "x.version FROM unnest($2::text[], $3::text[], $4::text[], "
-              "$5::text[], $6::text[], $7::smallint[], $8::smallint[], "
-              "$9::text[], $10::text[], $11::bigint[]) AS x(id, username, "
-              "email, first, last, kind, status, expire, created, version) "
-              "ON CONFLICT (id) DO UPDATE SET username = EXCLUDED.username, "
-              "email = EXCLUDED.email, first_name = EXCLUDED.first_name, "
-              "last_name = EXCLUDED.last_name, kind = EXCLUDED.kind, "
-              "status = EXCLUDED.status, "
-              "access_expire_time = EXCLUDED.access_expire_time, "
-              "version = EXCLUDED.version "
-              "WHERE membership.users.version < EXCLUDED.version",
-              {ws, pg::TextArray(ids), pg::TextArray(usernames),
-               pg::TextArray(emails), pg::TextArray(firsts),
-               pg::TextArray(lasts), IntArray(kinds), IntArray(statuses),
-               pg::TextArray(expires), pg::TextArray(creates),
-               IntArray(versions)})
+        tx.Exec("INSERT INTO membership.users (id, workspace_id, username, "
+                "email, first_name, last_name, kind, status, "
+                "access_expire_time, create_time, version) "
+                "SELECT x.id::uuid, $1::uuid, x.username, x.email, x.first, "
+                "x.last, x.kind, x.status, NULLIF(x.expire, '')::timestamptz, "
+                "COALESCE(NULLIF(x.created, '')::timestamptz, now()), "
+                "x.version FROM unnest($2::text[], $3::text[], $4::text[], "
+                "$5::text[], $6::text[], $7::smallint[], $8::smallint[], "
+                "$9::text[], $10::text[], $11::bigint[]) AS x(id, username, "
+                "email, first, last, kind, status, expire, created, version) "
+                "ON CONFLICT (id) DO UPDATE SET username = EXCLUDED.username, "
+                "email = EXCLUDED.email, first_name = EXCLUDED.first_name, "
+                "last_name = EXCLUDED.last_name, kind = EXCLUDED.kind, "
+                "status = EXCLUDED.status, "
+                "access_expire_time = EXCLUDED.access_expire_time, "
+                "version = EXCLUDED.version "
+                "WHERE membership.users.version < EXCLUDED.version",
+                {ws, pg::TextArray(ids), pg::TextArray(usernames),
+                 pg::TextArray(emails), pg::TextArray(firsts),
+                 pg::TextArray(lasts), IntArray(kinds), IntArray(statuses),
+                 pg::TextArray(expires), pg::TextArray(creates),
+                 IntArray(versions)})
             .status());
   }
   if (!del_g.empty()) {
-    RETURN_IF_ERROR(
-        tx.Exec("DELETE FROM membership.group_members gm USING "
-                "unnest($1::uuid[], $2::uuid[]) AS d(g, u) "
-                "WHERE gm.group_id = d.g AND gm.user_id = d.u",
-                {pg::TextArray(del_g), pg::TextArray(del_u)})
-            .status());
+    RETURN_IF_ERROR(tx.Exec("DELETE FROM membership.group_members gm USING "
+                            "unnest($1::uuid[], $2::uuid[]) AS d(g, u) "
+                            "WHERE gm.group_id = d.g AND gm.user_id = d.u",
+                            {pg::TextArray(del_g), pg::TextArray(del_u)})
+                        .status());
   }
   if (!add_g.empty()) {
     RETURN_IF_ERROR(
@@ -488,22 +489,21 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
                         .status());
   }
   if (!delp_a.empty()) {
-    RETURN_IF_ERROR(
-        tx.Exec("DELETE FROM membership.app_privileges p USING "
-                "unnest($1::uuid[], $2::uuid[]) AS d(a, u) "
-                "WHERE p.app_id = d.a AND p.user_id = d.u",
-                {pg::TextArray(delp_a), pg::TextArray(delp_u)})
-            .status());
+    RETURN_IF_ERROR(tx.Exec("DELETE FROM membership.app_privileges p USING "
+                            "unnest($1::uuid[], $2::uuid[]) AS d(a, u) "
+                            "WHERE p.app_id = d.a AND p.user_id = d.u",
+                            {pg::TextArray(delp_a), pg::TextArray(delp_u)})
+                        .status());
   }
   if (!setp_a.empty()) {
     RETURN_IF_ERROR(
-        tx.Exec("INSERT INTO membership.app_privileges (app_id, user_id, "
-                "privilege) SELECT d.a, d.u, d.p FROM unnest($1::uuid[], "
-                "$2::uuid[], $3::smallint[]) AS d(a, u, p) "
-                "ON CONFLICT (app_id, user_id) DO UPDATE SET privilege = "
-                "EXCLUDED.privilege, update_time = now()",
-                {pg::TextArray(setp_a), pg::TextArray(setp_u),
-                 IntArray(setp_p)})
+        tx.Exec(
+              "INSERT INTO membership.app_privileges (app_id, user_id, "
+              "privilege) SELECT d.a, d.u, d.p FROM unnest($1::uuid[], "
+              "$2::uuid[], $3::smallint[]) AS d(a, u, p) "
+              "ON CONFLICT (app_id, user_id) DO UPDATE SET privilege = "
+              "EXCLUDED.privilege, update_time = now()",
+              {pg::TextArray(setp_a), pg::TextArray(setp_u), IntArray(setp_p)})
             .status());
   }
   return out;
@@ -628,9 +628,10 @@ absl::Status MembershipStore::DeleteUsers(const std::string& ws,
                                           const std::vector<std::string>& ids) {
   if (ids.empty()) return absl::OkStatus();
   return pool_
-      ->Exec("DELETE FROM membership.users WHERE workspace_id = $1 AND "
-             "id = ANY($2::uuid[])",
-             {ws, pg::TextArray(ids)})
+      ->Exec(
+          "DELETE FROM membership.users WHERE workspace_id = $1 AND "
+          "id = ANY($2::uuid[])",
+          {ws, pg::TextArray(ids)})
       .status();
 }
 
@@ -791,9 +792,9 @@ absl::StatusOr<std::optional<v1::App>> MembershipStore::GetApp(
 }
 
 absl::Status MembershipStore::DeleteApp(const std::string& id) {
-  ASSIGN_OR_RETURN(pg::Result r,
-                   pool_->Exec("DELETE FROM membership.apps WHERE id = $1",
-                               {id}));
+  ASSIGN_OR_RETURN(
+      pg::Result r,
+      pool_->Exec("DELETE FROM membership.apps WHERE id = $1", {id}));
   if (r.AffectedRows() == 0) {
     return absl::NotFoundError(absl::StrCat("app ", id, " not found"));
   }
@@ -844,8 +845,7 @@ absl::StatusOr<v1::Group> MembershipStore::CreateGroup(
       "INSERT INTO membership.groups (id, workspace_id, name, description, "
       "visibility, members_can_invite, members_can_publish) VALUES "
       "(gen_random_uuid(), $1, $2, $3, $4, $5, $6) RETURNING id",
-      {ws, group.name(), group.description(),
-       pg::Int(group.visibility()),
+      {ws, group.name(), group.description(), pg::Int(group.visibility()),
        pg::Bool(group.has_members_can_invite() && group.members_can_invite()),
        pg::Bool(!group.has_members_can_publish() ||
                 group.members_can_publish())});
@@ -911,7 +911,8 @@ absl::StatusOr<v1::ListGroupsResponse> MembershipStore::ListGroups(
       pg::Result r,
       pool_->Exec(
           absl::StrCat(
-              "SELECT ", kGroupColumns, ", lower(g.name) FROM "
+              "SELECT ", kGroupColumns,
+              ", lower(g.name) FROM "
               "membership.groups g WHERE g.workspace_id = $1 AND ("
               "$2::int = 1 OR ($2::int = 2 AND g.visibility IN (1, 2)) OR "
               "EXISTS (SELECT 1 FROM membership.group_members m WHERE "
@@ -961,8 +962,8 @@ absl::StatusOr<v1::Group> MembershipStore::UpdateGroup(
                      ", update_time = now() WHERE id = $1"),
         params);
     if (r.status().code() == absl::StatusCode::kAlreadyExists) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "a group named \"", group.name(), "\" already exists"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("a group named \"", group.name(), "\" already exists"));
     }
     RETURN_IF_ERROR(r.status());
   }
@@ -972,9 +973,9 @@ absl::StatusOr<v1::Group> MembershipStore::UpdateGroup(
 }
 
 absl::Status MembershipStore::DeleteGroup(const std::string& id) {
-  ASSIGN_OR_RETURN(pg::Result r,
-                   pool_->Exec("DELETE FROM membership.groups WHERE id = $1",
-                               {id}));
+  ASSIGN_OR_RETURN(
+      pg::Result r,
+      pool_->Exec("DELETE FROM membership.groups WHERE id = $1", {id}));
   if (r.AffectedRows() == 0) {
     return absl::NotFoundError(absl::StrCat("group ", id, " not found"));
   }
@@ -1059,15 +1060,15 @@ absl::StatusOr<v1::ListGroupMembersResponse> MembershipStore::ListGroupMembers(
   }
   ASSIGN_OR_RETURN(
       pg::Result r,
-      pool_->Exec(absl::StrCat(
-                      "SELECT ", kUserColumns,
-                      ", m.role, m.create_time, u.username_lc FROM "
-                      "membership.group_members m JOIN membership.users u ON "
-                      "u.id = m.user_id WHERE m.group_id = $1 AND ($2::text "
-                      "IS NULL OR (u.username_lc, u.id) > ($2::text COLLATE "
-                      "\"C\", $3::uuid)) ORDER BY u.username_lc, u.id "
-                      "LIMIT $4"),
-                  {group_id, after_name, after_id, pg::Int(size + 1)}));
+      pool_->Exec(
+          absl::StrCat("SELECT ", kUserColumns,
+                       ", m.role, m.create_time, u.username_lc FROM "
+                       "membership.group_members m JOIN membership.users u ON "
+                       "u.id = m.user_id WHERE m.group_id = $1 AND ($2::text "
+                       "IS NULL OR (u.username_lc, u.id) > ($2::text COLLATE "
+                       "\"C\", $3::uuid)) ORDER BY u.username_lc, u.id "
+                       "LIMIT $4"),
+          {group_id, after_name, after_id, pg::Int(size + 1)}));
   v1::ListGroupMembersResponse resp;
   for (int i = 0; i < r.rows() && i < size; ++i) {
     v1::GroupMember* m = resp.add_members();
@@ -1147,8 +1148,8 @@ absl::Status MembershipStore::RemoveAppPrivilege(const std::string& app_id,
                                "app_id = $1 AND user_id = $2",
                                {app_id, user_id}));
   if (r.AffectedRows() == 0) {
-    return absl::NotFoundError(absl::StrCat(
-        "user ", user_id, " holds no privilege on app ", app_id));
+    return absl::NotFoundError(
+        absl::StrCat("user ", user_id, " holds no privilege on app ", app_id));
   }
   return absl::OkStatus();
 }
@@ -1203,8 +1204,7 @@ absl::StatusOr<v1::ListAppAccessResponse> MembershipStore::ListAppAccess(
       "u.workspace_id = $1 AND ($2::int = 0 OR u.kind = $2) AND "
       "($3::int = 0 OR u.status = $3) AND ($4::text IS NULL OR ",
       PrefixFilter(4), ")");
-  const Param pattern =
-      req.query().empty() ? std::nullopt : Param(req.query());
+  const Param pattern = req.query().empty() ? std::nullopt : Param(req.query());
   Params params = {req.workspace_id(), pg::Int(req.kind()),
                    pg::Int(req.status()), pattern};
   ASSIGN_OR_RETURN(pg::Result count,
@@ -1220,10 +1220,11 @@ absl::StatusOr<v1::ListAppAccessResponse> MembershipStore::ListAppAccess(
   ASSIGN_OR_RETURN(
       pg::Result r,
       pool_->Exec(
-          absl::StrCat("SELECT ", kUserColumns, ", ", key, " FROM "
-                       "membership.users u WHERE ", filters,
-                       " AND ($5::text IS NULL OR (", key, ", u.id) ", cmp,
-                       " ($5::", cast, ", $6::uuid)) ORDER BY ", key, dir,
+          absl::StrCat("SELECT ", kUserColumns, ", ", key,
+                       " FROM "
+                       "membership.users u WHERE ",
+                       filters, " AND ($5::text IS NULL OR (", key, ", u.id) ",
+                       cmp, " ($5::", cast, ", $6::uuid)) ORDER BY ", key, dir,
                        ", u.id", dir, " LIMIT $7"),
           params));
   v1::ListAppAccessResponse resp;
@@ -1237,8 +1238,8 @@ absl::StatusOr<v1::ListAppAccessResponse> MembershipStore::ListAppAccess(
     rows[row->user().id()] = row;
   }
   if (r.rows() > size) {
-    resp.set_next_page_token(EncodePageToken(
-        {order_tag, r.Get(size - 1, 7), r.Get(size - 1, 0)}));
+    resp.set_next_page_token(
+        EncodePageToken({order_tag, r.Get(size - 1, 7), r.Get(size - 1, 0)}));
   }
   if (!ids.empty()) {
     ASSIGN_OR_RETURN(
@@ -1280,7 +1281,8 @@ absl::StatusOr<v1::ListDirectoryResponse> MembershipStore::ListDirectory(
       pg::Result r,
       pool_->Exec(
           absl::StrCat(
-              "SELECT ", kUserColumns, ", u.username_lc FROM "
+              "SELECT ", kUserColumns,
+              ", u.username_lc FROM "
               "membership.users u WHERE u.workspace_id = $1 AND "
               "u.status = 3 AND ($2::uuid IS NULL OR u.id = $2 OR EXISTS ("
               "SELECT 1 FROM membership.group_members a JOIN "
@@ -1291,8 +1293,8 @@ absl::StatusOr<v1::ListDirectoryResponse> MembershipStore::ListDirectory(
               "COLLATE \"C\", $5::uuid)) ORDER BY u.username_lc, u.id "
               "LIMIT $6"),
           {req.workspace_id(), guest ? Param(viewer.user_id) : std::nullopt,
-           req.query().empty() ? std::nullopt : Param(req.query()),
-           after_name, after_id, pg::Int(size + 1)}));
+           req.query().empty() ? std::nullopt : Param(req.query()), after_name,
+           after_id, pg::Int(size + 1)}));
   v1::ListDirectoryResponse resp;
   for (int i = 0; i < r.rows() && i < size; ++i) {
     *resp.add_users() = ReadUser(r, i, 0);
@@ -1357,7 +1359,8 @@ absl::StatusOr<v1::ListAppRecipientsResponse>
 MembershipStore::ListAppRecipients(const v1::ListAppRecipientsRequest& req) {
   ASSIGN_OR_RETURN(std::optional<v1::App> app, GetApp(req.app_id()));
   if (!app) {
-    return absl::NotFoundError(absl::StrCat("app ", req.app_id(), " not found"));
+    return absl::NotFoundError(
+        absl::StrCat("app ", req.app_id(), " not found"));
   }
   const int size = ClampPageSize(req.page_size(), 500);
   Param after;
@@ -1368,14 +1371,15 @@ MembershipStore::ListAppRecipients(const v1::ListAppRecipientsRequest& req) {
   }
   ASSIGN_OR_RETURN(
       pg::Result r,
-      pool_->Exec(absl::StrCat(
-                      "SELECT ", kUserColumns, " FROM membership.app_privileges"
-                      " p JOIN membership.users u ON u.id = p.user_id WHERE "
-                      "p.app_id = $1 AND u.kind = 3 AND u.status = 3 AND "
-                      "(u.access_expire_time IS NULL OR u.access_expire_time "
-                      "> now()) AND ($2::uuid IS NULL OR u.id > $2) "
-                      "ORDER BY u.id LIMIT $3"),
-                  {req.app_id(), after, pg::Int(size + 1)}));
+      pool_->Exec(
+          absl::StrCat("SELECT ", kUserColumns,
+                       " FROM membership.app_privileges"
+                       " p JOIN membership.users u ON u.id = p.user_id WHERE "
+                       "p.app_id = $1 AND u.kind = 3 AND u.status = 3 AND "
+                       "(u.access_expire_time IS NULL OR u.access_expire_time "
+                       "> now()) AND ($2::uuid IS NULL OR u.id > $2) "
+                       "ORDER BY u.id LIMIT $3"),
+          {req.app_id(), after, pg::Int(size + 1)}));
   v1::ListAppRecipientsResponse resp;
   resp.set_workspace_id(app->workspace_id());
   resp.set_app_slug(app->slug());

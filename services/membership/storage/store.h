@@ -35,8 +35,7 @@ class MembershipStore final {
   // nullopt when the workspace was never synced.
   absl::StatusOr<std::optional<Workspace>> GetWorkspace(const std::string& id);
   // Errors: FailedPrecondition when lowering license_count below usage.
-  absl::StatusOr<LicenseUsage> SyncWorkspace(
-      const v1::WorkspaceRecord& record);
+  absl::StatusOr<LicenseUsage> SyncWorkspace(const v1::WorkspaceRecord& record);
   // All-or-nothing upsert (newer versions only), licence-checked.
   // Errors: FailedPrecondition (licences, unknown workspace).
   absl::Status SyncUsers(const std::vector<v1::UserRecord>& users);

@@ -66,7 +66,8 @@ struct Result {
 // Closed-loop async gRPC client: `concurrency` calls always outstanding.
 Result DirectGrpc(const std::string& target, int concurrency,
                   absl::Duration duration) {
-  auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
   auto stub = id::IdentityService::NewStub(channel);
   grpc::CompletionQueue cq;
   struct Call {
@@ -80,7 +81,8 @@ Result DirectGrpc(const std::string& target, int concurrency,
   auto start_call = [&](Call* call) {
     call->request.set_user_id("0b9d7f3e-5f7a-4a45-9d7b-1c2e3f4a5b6c");
     call->start = absl::Now();
-    call->reader = stub->PrepareAsyncGetUser(&call->context, call->request, &cq);
+    call->reader =
+        stub->PrepareAsyncGetUser(&call->context, call->request, &cq);
     call->reader->StartCall();
     call->reader->Finish(&call->response, &call->status, call);
   };
@@ -101,7 +103,8 @@ Result DirectGrpc(const std::string& target, int concurrency,
     --outstanding;
     if (call->status.ok()) {
       ++done;
-      latencies.push_back(absl::ToDoubleMilliseconds(absl::Now() - call->start));
+      latencies.push_back(
+          absl::ToDoubleMilliseconds(absl::Now() - call->start));
     }
     if (absl::Now() < end) {
       start_call(new Call);
@@ -188,9 +191,9 @@ int Main() {
   HttpServer server(options, &gateway);
   auto port = server.Start();
   if (!port.ok()) return 1;
-  const std::string url = absl::StrCat(
-      "http://127.0.0.1:", *port,
-      "/v1/users/0b9d7f3e-5f7a-4a45-9d7b-1c2e3f4a5b6c");
+  const std::string url =
+      absl::StrCat("http://127.0.0.1:", *port,
+                   "/v1/users/0b9d7f3e-5f7a-4a45-9d7b-1c2e3f4a5b6c");
 
   const int seconds = absl::GetFlag(FLAGS_seconds);
   const int c = absl::GetFlag(FLAGS_concurrency);

@@ -72,7 +72,8 @@ inline BenchWorkspace CreateWorkspace(testing::Stack& stack,
   login.set_password(kAdminPassword);
   iv1::Session session;
   grpc::ClientContext lctx;
-  lctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  lctx.set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::seconds(30));
   st = identity.Login(&lctx, login, &session);
   if (!st.ok()) Die("Login", st);
   w.admin_token = session.token();

@@ -8,8 +8,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
-#include <mutex>
 #include <cstdio>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -88,7 +88,8 @@ void Print(const std::string& label, const Summary& s) {
       label.c_str(), s.achieved, static_cast<long long>(s.ok),
       static_cast<long long>(s.errors), s.p50 / 1000.0, s.p90 / 1000.0,
       s.p99 / 1000.0, s.max / 1000.0, Load().c_str());
-  if (!s.first_error.empty()) std::printf("  first error: %s\n", s.first_error.c_str());
+  if (!s.first_error.empty())
+    std::printf("  first error: %s\n", s.first_error.c_str());
   std::fflush(stdout);
 }
 
@@ -111,8 +112,8 @@ Summary Finish(std::vector<std::vector<int64_t>>& lat, int64_t errors,
 
 std::atomic<int64_t> g_next{1};
 
-Summary ClosedLoop(std::vector<std::unique_ptr<Inviter>>& inviters,
-                   int threads, absl::Duration d) {
+Summary ClosedLoop(std::vector<std::unique_ptr<Inviter>>& inviters, int threads,
+                   absl::Duration d) {
   std::atomic<bool> stop{false};
   std::atomic<int64_t> errors{0};
   std::vector<std::vector<int64_t>> lat(threads);
@@ -249,8 +250,7 @@ int Main() {
     if (!inviters[0]->Invite(g_next++, &st)) Die("first InviteUser", st);
   }
   std::printf("warm-up: %d invites\n", absl::GetFlag(FLAGS_warmup));
-  Print("warm-up (16 threads)",
-        ClosedLoop(inviters, 16, absl::Seconds(1)));
+  Print("warm-up (16 threads)", ClosedLoop(inviters, 16, absl::Seconds(1)));
   const absl::Time t0 = absl::Now();
   while (g_next < absl::GetFlag(FLAGS_warmup) &&
          absl::Now() - t0 < absl::Seconds(30)) {
@@ -273,14 +273,14 @@ int Main() {
   }
   // Every invite's email must reach notification's queue: identity's outbox
   // drains into notification.messages (template invitation).
-  const int64_t invited = PsqlInt(
-      stack, "SELECT count(*) FROM identity.invitations", "identity");
+  const int64_t invited =
+      PsqlInt(stack, "SELECT count(*) FROM identity.invitations", "identity");
   const absl::Time drain_start = absl::Now();
   int64_t queued = 0, pending = 0;
   while (absl::Now() - drain_start < absl::Seconds(120)) {
-    pending = PsqlInt(stack,
-                      "SELECT count(*) FROM identity.outbox WHERE NOT dead",
-                      "identity");
+    pending =
+        PsqlInt(stack, "SELECT count(*) FROM identity.outbox WHERE NOT dead",
+                "identity");
     queued = PsqlInt(stack,
                      "SELECT count(*) FROM notification.messages WHERE "
                      "template = 'invitation'",

@@ -112,8 +112,9 @@ int Main() {
   };
   std::vector<Case> cases;
   const int repeats = absl::GetFlag(FLAGS_repeats);
-  auto time_case = [&](const iv1::ListUsersRequest& req, const std::string& order,
-                       const std::string& query, const std::string& page) {
+  auto time_case = [&](const iv1::ListUsersRequest& req,
+                       const std::string& order, const std::string& query,
+                       const std::string& page) {
     std::vector<int64_t> lat;
     iv1::ListUsersResponse resp;
     for (int i = 0; i < 20; ++i) call(req, &resp);  // warm
@@ -124,8 +125,14 @@ int Main() {
       lat.push_back(absl::ToInt64Microseconds(absl::Now() - a));
     }
     std::sort(lat.begin(), lat.end());
-    Case c{order, query, page, Pct(lat, 50), Pct(lat, 99), lat.back(),
-           static_cast<int>(resp.total_size()), resp.users_size()};
+    Case c{order,
+           query,
+           page,
+           Pct(lat, 50),
+           Pct(lat, 99),
+           lat.back(),
+           static_cast<int>(resp.total_size()),
+           resp.users_size()};
     std::printf(
         "%-16s query %-12s %-12s p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  "
         "rows %d  totalSize %d  load %s\n",
@@ -193,8 +200,8 @@ int Main() {
   }
   int64_t worst = 0;
   for (const Case& c : cases) worst = std::max(worst, c.p99);
-  std::printf("worst p99 over %zu cases: %.2f ms (target 5 ms)\n",
-              cases.size(), worst / 1000.0);
+  std::printf("worst p99 over %zu cases: %.2f ms (target 5 ms)\n", cases.size(),
+              worst / 1000.0);
   const int pause = absl::GetFlag(FLAGS_pause_seconds);
   if (pause > 0) {
     std::printf("holding the stack %d s: %s (workspace %s)\n", pause,

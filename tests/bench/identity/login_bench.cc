@@ -147,11 +147,11 @@ int Main() {
         "%.1f, p90 %.1f, p99 %.1f, last %.1f; logins per hash time %.2f; "
         "VmRSS before %lld kB, max sampled during %lld kB, VmHWM after %lld "
         "kB  load %s\n",
-        round, b.ok, n, b.first_error.empty() ? "" : "; first error: ",
-        b.first_error.c_str(), d.front() / 1000.0, Pct(d, 10) / 1000.0,
-        Pct(d, 50) / 1000.0, Pct(d, 90) / 1000.0, Pct(d, 99) / 1000.0,
-        total_ms, per_hash, static_cast<long long>(rss_before),
-        static_cast<long long>(max_rss),
+        round, b.ok, n,
+        b.first_error.empty() ? "" : "; first error: ", b.first_error.c_str(),
+        d.front() / 1000.0, Pct(d, 10) / 1000.0, Pct(d, 50) / 1000.0,
+        Pct(d, 90) / 1000.0, Pct(d, 99) / 1000.0, total_ms, per_hash,
+        static_cast<long long>(rss_before), static_cast<long long>(max_rss),
         static_cast<long long>(ProcStatusKb(pid, "VmHWM")), Load().c_str());
     // Completions per 1/10 of the burst: flat under a cap, one spike at
     // the end without one.

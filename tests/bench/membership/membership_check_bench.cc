@@ -72,7 +72,8 @@ class Zipf {
   int operator()(std::mt19937_64& rng) const {
     double u = std::uniform_real_distribution<double>(0, 1)(rng);
     return static_cast<int>(std::lower_bound(cdf_.begin(), cdf_.end(), u) -
-                            cdf_.begin()) + 1;
+                            cdf_.begin()) +
+           1;
   }
 
  private:
@@ -159,10 +160,13 @@ int Main() {
   exec(absl::StrCat(
       "INSERT INTO membership.users (id, workspace_id, username, email, kind,"
       " status, version) SELECT ('00000000-0000-4000-8000-' || "
-      "lpad(i::text, 12, '0'))::uuid, '", ws, "', 'user' || i, 'user' || i || "
+      "lpad(i::text, 12, '0'))::uuid, '",
+      ws,
+      "', 'user' || i, 'user' || i || "
       "'@bench.test', CASE WHEN i % 100 = 0 THEN 1 WHEN i % 10 < 6 THEN 2 "
       "ELSE 3 END, CASE WHEN i % 100 = 7 THEN 4 ELSE 3 END, 1 FROM "
-      "generate_series(1, ", users, ") i"));
+      "generate_series(1, ",
+      users, ") i"));
   exec(absl::StrCat(
       "INSERT INTO membership.groups (id, workspace_id, name, visibility) "
       "SELECT ('00000000-0000-4000-9000-' || lpad(i::text, 12, '0'))::uuid, '",
@@ -173,9 +177,11 @@ int Main() {
       "('00000000-0000-4000-9000-' || lpad(g::text, 12, '0'))::uuid, "
       "('00000000-0000-4000-8000-' || lpad((1 + (g::bigint * 7919 + k::bigint "
       "* 104729) % ",
-      users, ")::text, 12, '0'))::uuid, CASE WHEN k = 1 THEN 2 ELSE 1 END "
-      "FROM generate_series(1, ", groups, ") g, generate_series(1, ",
-      per_group, ") k ON CONFLICT DO NOTHING"));
+      users,
+      ")::text, 12, '0'))::uuid, CASE WHEN k = 1 THEN 2 ELSE 1 END "
+      "FROM generate_series(1, ",
+      groups, ") g, generate_series(1, ", per_group,
+      ") k ON CONFLICT DO NOTHING"));
   exec("ANALYZE membership.users");
   exec("ANALYZE membership.groups");
   exec("ANALYZE membership.group_members");
@@ -204,9 +210,9 @@ int Main() {
   for (int i = 0; i < 4; ++i) {
     grpc::ChannelArguments args;
     args.SetInt("bench_channel", i);  // distinct subchannels
-    stubs.push_back(v1::MembershipService::NewStub(grpc::CreateCustomChannel(
-        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials(),
-        args)));
+    stubs.push_back(v1::MembershipService::NewStub(
+        grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
+                                  grpc::InsecureChannelCredentials(), args)));
   }
   Zipf zu(users, absl::GetFlag(FLAGS_zipf_s));
   Zipf zg(groups, absl::GetFlag(FLAGS_zipf_s));
@@ -243,14 +249,16 @@ int Main() {
          absl::GetFlag(FLAGS_cache) ? 1 : 0);
   printf("empty RPC: %.0f/s p50 %.0f us p99 %.0f us (errors %lld)\n", e.qps,
          e.p50_us, e.p99_us, static_cast<long long>(e.errors));
-  printf("Check:     %.0f/s p50 %.0f us p99 %.0f us (errors %lld, allowed "
-         "%.1f%%)\n",
-         c.qps, c.p50_us, c.p99_us, static_cast<long long>(c.errors),
-         100.0 * c.allowed / std::max<int64_t>(1, c.calls));
+  printf(
+      "Check:     %.0f/s p50 %.0f us p99 %.0f us (errors %lld, allowed "
+      "%.1f%%)\n",
+      c.qps, c.p50_us, c.p99_us, static_cast<long long>(c.errors),
+      100.0 * c.allowed / std::max<int64_t>(1, c.calls));
   printf("Check / empty throughput: %.0f%%\n", 100.0 * c.qps / e.qps);
-  printf("cache lookups during Check run: %lld hits, %lld misses (%.1f%% hits)\n",
-         static_cast<long long>(hits), static_cast<long long>(misses),
-         100.0 * hits / std::max<int64_t>(1, hits + misses));
+  printf(
+      "cache lookups during Check run: %lld hits, %lld misses (%.1f%% hits)\n",
+      static_cast<long long>(hits), static_cast<long long>(misses),
+      100.0 * hits / std::max<int64_t>(1, hits + misses));
   server->Shutdown();
   return 0;
 }
