@@ -283,7 +283,10 @@ class StreamingHandler final
           absl::StrCat("upload too large: the limit for ", route_->pattern,
                        " is ", route_->max_body_bytes, " bytes")));
     }
-    context_.TryCancel();
+    // After OnDone the call is freed: cancelling it then would touch
+    // freed memory (seen as "pure virtual method called" under load).
+    absl::MutexLock lock(&cancel_mu_);
+    if (!done_) context_.TryCancel();
   }
 
   void OnWriteDone(bool ok) override {
@@ -312,6 +315,10 @@ class StreamingHandler final
   }
 
   void OnDone(const grpc::Status& status) override {
+    {
+      absl::MutexLock lock(&cancel_mu_);
+      done_ = true;
+    }
     bool got;
     {
       absl::MutexLock lock(&mu_);
@@ -365,6 +372,8 @@ class StreamingHandler final
   bool writes_done_ ABSL_GUARDED_BY(mu_) = false;
   bool failed_ ABSL_GUARDED_BY(mu_) = false;
   bool got_response_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Mutex cancel_mu_;  // orders TryCancel against the end of the call
+  bool done_ ABSL_GUARDED_BY(cancel_mu_) = false;
 };
 
 bool HasBody(const HttpRequestHead& head) {
