@@ -8,6 +8,7 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -101,7 +102,8 @@ absl::StatusOr<int> ServiceRunner::Start() {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", impl_->options_.listen_address,
                      " (is the port in use? set --port / GUESTLIST_",
-                     impl_->options_.service_name, "_PORT)"));
+                     absl::AsciiStrToUpper(impl_->options_.service_name),
+                     "_PORT)"));
   }
   impl_->SetServing(true);
   if (impl_->probe_) {
