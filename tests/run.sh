@@ -24,8 +24,9 @@ run_tests "${BAZEL_FLAGS[@]}" //...
 
 if [[ "${GUESTLIST_ASAN:-1}" == "1" ]]; then
   # Everything again under ASan+UBSan, end-to-end tests included (their
-  # binaries are sanitized too); the fault suite asserts latency bounds that
-  # sanitizer overhead can break, so it runs sanitized only by hand:
+  # binaries are sanitized too); tests tagged "timing" (the fault suite,
+  # notification's kill -9 test) assert bounds that sanitizer overhead can
+  # break, so they run sanitized only by hand:
   #   bazel test --config=asan //tests/faults:faults_test
   echo "== bazel test --config=asan ==" >&2
   run_tests "${BAZEL_FLAGS[@]}" --config=asan --test_tag_filters=-bench,-timing //...
