@@ -99,11 +99,10 @@ absl::StatusOr<int> ServiceRunner::Start() {
   for (grpc::Service* s : impl_->services_) builder.RegisterService(s);
   impl_->server_ = builder.BuildAndStart();
   if (impl_->server_ == nullptr || port == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", impl_->options_.listen_address,
-                     " (is the port in use? set --port / GUESTLIST_",
-                     absl::AsciiStrToUpper(impl_->options_.service_name),
-                     "_PORT)"));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", impl_->options_.listen_address,
+        " (is the port in use? set --port / GUESTLIST_",
+        absl::AsciiStrToUpper(impl_->options_.service_name), "_PORT)"));
   }
   impl_->SetServing(true);
   if (impl_->probe_) {
