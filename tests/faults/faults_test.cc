@@ -537,11 +537,6 @@ TEST_F(FaultsTest, IdentityKilledDuringImportCompletesOrFailsCleanly) {
   const absl::Time t0 = absl::Now();
   Report warm = import(csv_for("s1b-warm.example", kRows), "s1b-warm", &st);
   const double import_seconds = SecondsSince(t0);
-  if (st.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
-    Record("1b identity kill -9 during import",
-           "SKIPPED: ImportUsers is not available in this build");
-    GTEST_SKIP() << st.error_message();
-  }
   ASSERT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
   ASSERT_EQ(warm.state(), Report::SUCCEEDED);
   ASSERT_EQ(warm.created(), kRows);
