@@ -87,8 +87,12 @@ absl::Status IdentityServiceImpl::Idempotent(
     const std::string& scope, const std::string& key,
     const google::protobuf::Message& request,
     google::protobuf::Message* response,
-    const std::function<absl::Status()>& body) {
-  if (key.empty()) return body();
+    const std::function<absl::Status(const SaveResponse& save)>& body) {
+  if (key.empty()) {
+    return body([](IdentityTx&, const google::protobuf::Message&) {
+      return absl::OkStatus();
+    });
+  }
   RETURN_IF_ERROR(ValidateIdempotencyKey(key));
   std::string serialized;
   {
@@ -104,28 +108,34 @@ absl::Status IdentityServiceImpl::Idempotent(
     copy->SerializeToCodedStream(&cos);
   }
   const std::string request_hash = RequestHash(serialized);
-  std::optional<std::string> stored;
-  RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
-    ASSIGN_OR_RETURN(stored, tx.LookupIdempotent(scope, key, request_hash));
-    return absl::OkStatus();
-  }));
-  if (stored.has_value()) {
+  auto lookup = [&]() -> absl::StatusOr<bool> {
+    std::optional<std::string> stored;
+    RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
+      ASSIGN_OR_RETURN(stored, tx.LookupIdempotent(scope, key, request_hash));
+      return absl::OkStatus();
+    }));
+    if (!stored.has_value()) return false;
     if (!response->ParseFromString(*stored)) {
       return absl::DataLossError("stored response is corrupt");
     }
-    return absl::OkStatus();
-  }
-  RETURN_IF_ERROR(body());
+    return true;
+  };
+  ASSIGN_OR_RETURN(bool replayed, lookup());
+  if (replayed) return absl::OkStatus();
   // Stored encrypted (it may hold an invitation link or an API key).
-  absl::Status saved = deps_.repository->Transact([&](IdentityTx& tx) {
-    return tx.SaveIdempotent(scope, key, request_hash,
-                             response->SerializeAsString());
-  });
-  if (!saved.ok()) {
-    LogWarning("could not store idempotent response",
-               {{"error", std::string(saved.message())}});
+  absl::Status done =
+      body([&](IdentityTx& tx, const google::protobuf::Message& finished) {
+        return tx.SaveIdempotent(scope, key, request_hash,
+                                 finished.SerializeAsString());
+      });
+  if (!done.ok()) {
+    // A concurrent call with the same key may have committed first (this
+    // one then failed on its key or on the rows it made): answer with
+    // what the winner stored.
+    absl::StatusOr<bool> won = lookup();
+    if (won.ok() && *won) return absl::OkStatus();
   }
-  return absl::OkStatus();
+  return done;
 }
 
 // ---------------------------------------------------------------------------
@@ -292,7 +302,7 @@ grpc::Status IdentityServiceImpl::CreateWorkspace(
         ValidatePassword("admin_password", req->admin_password(), username));
     return Idempotent(
         "CreateWorkspace:operator", req->idempotency_key(), *req, resp,
-        [&]() -> absl::Status {
+        [&](const SaveResponse& save) -> absl::Status {
           const absl::Time now = Now();
           WorkspaceRecord ws;
           ws.id = NewUuid(*deps_.random);
@@ -319,7 +329,9 @@ grpc::Status IdentityServiceImpl::CreateWorkspace(
             *sync.mutable_workspace() = ToMembershipRecord(ws);
             RETURN_IF_ERROR(tx.Enqueue(
                 {kTopicSyncWorkspace, sync.SerializeAsString(), ""}));
-            return tx.Enqueue(SyncUsersMessage(admin));
+            RETURN_IF_ERROR(tx.Enqueue(SyncUsersMessage(admin)));
+            *resp = ToProto(ws);
+            return save(tx, *resp);
           }));
           // Push the syncs now so the caller's next call (CreateGroup) finds
           // the workspace in membership; if membership is down the queued
@@ -336,7 +348,6 @@ grpc::Status IdentityServiceImpl::CreateWorkspace(
                 {{"workspace_id", ws.id}, {"error", s.ToString()}});
           }
           Kick();
-          *resp = ToProto(ws);
           return absl::OkStatus();
         });
   }());
@@ -586,7 +597,8 @@ grpc::Status IdentityServiceImpl::CreateApiKey(
     return Idempotent(
         absl::StrCat("CreateApiKey:", CallerId(caller), ":",
                      req->workspace_id()),
-        req->idempotency_key(), *req, resp, [&]() -> absl::Status {
+        req->idempotency_key(), *req, resp,
+        [&](const SaveResponse& save) -> absl::Status {
           const std::string secret = NewToken(*deps_.random, 32, "glk_");
           ApiKeyRecord key;
           key.id = NewUuid(*deps_.random);
@@ -599,10 +611,11 @@ grpc::Status IdentityServiceImpl::CreateApiKey(
           key.create_time = Now();
           RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
             RETURN_IF_ERROR(tx.GetWorkspace(key.workspace_id, false).status());
-            return tx.InsertApiKey(key);
+            RETURN_IF_ERROR(tx.InsertApiKey(key));
+            *resp = ToProto(key);
+            resp->set_key(secret);
+            return save(tx, *resp);
           }));
-          *resp = ToProto(key);
-          resp->set_key(secret);
           return absl::OkStatus();
         });
   }());

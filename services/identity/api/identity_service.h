@@ -180,16 +180,28 @@ class IdentityServiceImpl final : public v1::IdentityService::Service {
   // guarantee when this best-effort push fails.
   void SyncNow(const UserRecord& user);
 
-  // Runs `body` once per idempotency key: a repeat with the same request
-  // gets the stored response; with another request INVALID_ARGUMENT.
-  absl::Status Idempotent(const std::string& scope, const std::string& key,
-                          const google::protobuf::Message& request,
-                          google::protobuf::Message* response,
-                          const std::function<absl::Status()>& body);
+  // Saves the finished response in the transaction that commits the work,
+  // so a crash can never keep the work and lose the response (a same-key
+  // retry would then fail). No-op when the call has no idempotency key.
+  using SaveResponse = std::function<absl::Status(
+      IdentityTx& tx, const google::protobuf::Message& response)>;
 
-  absl::StatusOr<v1::Invitation> Invite(const grpc::ServerContext& ctx,
-                                        const Principal& caller,
-                                        InviteSpec spec);
+  // Runs `body` once per idempotency key: a repeat with the same request
+  // gets the stored response; with another request INVALID_ARGUMENT. `body`
+  // must call the SaveResponse it is given as the last step of the
+  // transaction that commits its work.
+  absl::Status Idempotent(
+      const std::string& scope, const std::string& key,
+      const google::protobuf::Message& request,
+      google::protobuf::Message* response,
+      const std::function<absl::Status(const SaveResponse& save)>& body);
+
+  // `on_commit` runs last inside the committing transaction with the
+  // finished invitation (to save an idempotent response).
+  absl::StatusOr<v1::Invitation> Invite(
+      const grpc::ServerContext& ctx, const Principal& caller, InviteSpec spec,
+      const std::function<absl::Status(IdentityTx&, const v1::Invitation&)>&
+          on_commit);
   absl::Status ValidateInviteSpec(const InviteSpec& spec);
   absl::StatusOr<UserRecord> LoadUserFor(const Principal& caller,
                                          const std::string& user_id);

@@ -838,6 +838,40 @@ TEST_F(IdentityTest, IdempotencyReplaysAndRejectsAnotherBody) {
   EXPECT_TRUE(absl::StartsWith(k1.key(), "glk_"));
 }
 
+// Same key sent concurrently (a client retrying on a timeout): every call
+// gets the one response that was committed together with the guest.
+TEST_F(IdentityTest, ConcurrentCallsWithOneKeyMakeOneGuest) {
+  Ws ws = NewWorkspace("ws-idem-race");
+  v1::InviteUserRequest req;
+  req.set_workspace_id(ws.workspace.id());
+  req.set_email("race@x.example.com");
+  req.set_first_name("Rae");
+  req.set_idempotency_key("race-key");
+  constexpr int kCalls = 8;
+  std::vector<v1::Invitation> answers(kCalls);
+  std::vector<grpc::Status> statuses(kCalls);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCalls; ++i) {
+    threads.emplace_back([&, i] {
+      statuses[i] =
+          env->stub->InviteUser(Ctx(ws.admin_token).get(), req, &answers[i]);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kCalls; ++i) {
+    ASSERT_TRUE(statuses[i].ok()) << i << ": " << statuses[i].error_message();
+    EXPECT_EQ(answers[i].id(), answers[0].id());
+    EXPECT_EQ(answers[i].invitation_url(), answers[0].invitation_url());
+  }
+  auto rows = env->pool->Exec(
+      "SELECT (SELECT count(*) FROM identity.users WHERE username = $1),"
+      " (SELECT count(*) FROM identity.idempotency_keys WHERE key = $2)",
+      {"race@x.example.com", "race-key"});
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ(rows->GetInt(0, 0), 1);
+  EXPECT_EQ(rows->GetInt(0, 1), 1);
+}
+
 TEST_F(IdentityTest, ApiKeysAreLimitedByScopeAndDieWhenDeleted) {
   Ws ws = NewWorkspace("ws-keys");
   v1::CreateApiKeyRequest req;

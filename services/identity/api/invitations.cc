@@ -120,7 +120,9 @@ OutboxMessage IdentityServiceImpl::InvitationEmail(
 }
 
 absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
-    const grpc::ServerContext& ctx, const Principal& caller, InviteSpec spec) {
+    const grpc::ServerContext& ctx, const Principal& caller, InviteSpec spec,
+    const std::function<absl::Status(IdentityTx&, const v1::Invitation&)>&
+        on_commit) {
   RETURN_IF_ERROR(ValidateInviteSpec(spec));
   RETURN_IF_ERROR(RequireInWorkspace(caller, spec.workspace_id));
   if (IsUser(caller) && caller.kind() == v1::GUEST) {
@@ -260,6 +262,7 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
 
   const bool send = spec.send_email && !user.email.empty();
   UserRecord saved;
+  v1::Invitation out;
   absl::Status committed = deps_.repository->Transact([&](IdentityTx& tx) {
     if (intent_id != 0) RETURN_IF_ERROR(tx.LockOutboxRow(intent_id));
     // Membership may refuse (licences, unknown groups): then nothing of
@@ -284,7 +287,9 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
       RETURN_IF_ERROR(
           tx.Enqueue(InvitationEmail(ws, saved, inv, inviter_name, token)));
     }
-    return absl::OkStatus();
+    out = ToProto(inv, saved, now);
+    out.set_invitation_url(InvitationUrl(token));
+    return on_commit(tx, out);
   });
   if (!committed.ok()) {
     // Compensate: membership must not keep a user identity does not have.
@@ -305,8 +310,6 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
     return committed;
   }
   if (send) Kick();
-  v1::Invitation out = ToProto(inv, saved, now);
-  out.set_invitation_url(InvitationUrl(token));
   return out;
 }
 
@@ -337,8 +340,9 @@ grpc::Status IdentityServiceImpl::InviteUser(grpc::ServerContext* ctx,
     RETURN_IF_ERROR(ValidateInviteSpec(spec));
     return Idempotent(
         absl::StrCat("InviteUser:", CallerId(caller), ":", req->workspace_id()),
-        req->idempotency_key(), *req, resp, [&]() -> absl::Status {
-          ASSIGN_OR_RETURN(*resp, Invite(*ctx, caller, spec));
+        req->idempotency_key(), *req, resp,
+        [&](const SaveResponse& save) -> absl::Status {
+          ASSIGN_OR_RETURN(*resp, Invite(*ctx, caller, spec, save));
           return absl::OkStatus();
         });
   }());
@@ -409,7 +413,8 @@ grpc::Status IdentityServiceImpl::ResendInvitation(
     RETURN_IF_ERROR(ValidateId("invitation_id", req->invitation_id()));
     return Idempotent(
         absl::StrCat("ResendInvitation:", CallerId(caller)),
-        req->idempotency_key(), *req, resp, [&]() -> absl::Status {
+        req->idempotency_key(), *req, resp,
+        [&](const SaveResponse& save) -> absl::Status {
           const absl::Time now = Now();
           const std::string token = NewToken(*deps_.random, 32, "gli_");
           InvitationRecord inv;
@@ -455,11 +460,11 @@ grpc::Status IdentityServiceImpl::ResendInvitation(
               RETURN_IF_ERROR(tx.Enqueue(
                   InvitationEmail(ws, user, inv, inviter_name, token)));
             }
-            return absl::OkStatus();
+            *resp = ToProto(inv, user, now);
+            resp->set_invitation_url(InvitationUrl(token));
+            return save(tx, *resp);
           }));
           if (send) Kick();
-          *resp = ToProto(inv, user, now);
-          resp->set_invitation_url(InvitationUrl(token));
           return absl::OkStatus();
         });
   }());
@@ -658,12 +663,23 @@ grpc::Status IdentityServiceImpl::RequestAccess(
                   "access requests for this email"));
     return Idempotent(
         absl::StrCat("RequestAccess:", req->workspace_id()),
-        req->idempotency_key(), *req, resp, [&]() -> absl::Status {
+        req->idempotency_key(), *req, resp,
+        [&](const SaveResponse& save) -> absl::Status {
           const absl::Time now = Now();
           AccessRequestRecord ar;
           UserRecord user;
           bool emails = false;
           absl::Status s;
+          // The requester sees only what it sent, never the user's state.
+          auto respond = [&](IdentityTx& tx) {
+            *resp = ToProto(ar, user);
+            v1::User* shown = resp->mutable_user();
+            shown->set_status(v1::REQUESTED);
+            shown->set_kind(v1::GUEST);
+            shown->clear_metadata();
+            shown->clear_access_expire_time();
+            return save(tx, *resp);
+          };
           // A concurrent request for the same email may win the insert:
           // retry, and then reuse what it created.
           for (int attempt = 0; attempt < 3; ++attempt) {
@@ -705,7 +721,7 @@ grpc::Status IdentityServiceImpl::RequestAccess(
                 user.create_time = user.update_time = now;
                 ar.id = DerivedUuid(options_.internal_token, "ar:" + seed);
                 ar.user_id = user.id;
-                return absl::OkStatus();
+                return respond(tx);
               }
               if (existing.has_value()) {
                 user = *existing;
@@ -768,7 +784,7 @@ grpc::Status IdentityServiceImpl::RequestAccess(
                     {kTopicSendEmail, email.SerializeAsString(), dedupe}));
                 emails = true;
               }
-              return absl::OkStatus();
+              return respond(tx);
             });
             if (s.code() != absl::StatusCode::kAlreadyExists &&
                 s.code() != absl::StatusCode::kAborted) {
@@ -777,13 +793,6 @@ grpc::Status IdentityServiceImpl::RequestAccess(
           }
           RETURN_IF_ERROR(s);
           if (emails) Kick();
-          // The requester sees only what it sent, never the user's state.
-          *resp = ToProto(ar, user);
-          v1::User* shown = resp->mutable_user();
-          shown->set_status(v1::REQUESTED);
-          shown->set_kind(v1::GUEST);
-          shown->clear_metadata();
-          shown->clear_access_expire_time();
           return absl::OkStatus();
         });
   }());
@@ -849,7 +858,8 @@ grpc::Status IdentityServiceImpl::ApproveAccessRequest(
     RETURN_IF_ERROR(ValidateGrants(req->group_ids(), req->app_privileges()));
     return Idempotent(
         absl::StrCat("ApproveAccessRequest:", CallerId(caller)),
-        req->idempotency_key(), *req, resp, [&]() -> absl::Status {
+        req->idempotency_key(), *req, resp,
+        [&](const SaveResponse& save) -> absl::Status {
           AccessRequestRecord ar;
           UserRecord user;
           RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
@@ -892,11 +902,18 @@ grpc::Status IdentityServiceImpl::ApproveAccessRequest(
           spec.send_email = req->has_send_email() ? req->send_email() : true;
           spec.existing_user = user;
           spec.access_request_id = ar.id;
-          ASSIGN_OR_RETURN(v1::Invitation inv, Invite(*ctx, caller, spec));
           ar.state = v1::AccessRequest::APPROVED;
-          *resp->mutable_access_request() = ToProto(ar, user);
-          *resp->mutable_access_request()->mutable_user() = inv.user();
-          *resp->mutable_invitation() = inv;
+          ASSIGN_OR_RETURN(
+              v1::Invitation inv,
+              Invite(*ctx, caller, spec,
+                     [&](IdentityTx& tx, const v1::Invitation& made) {
+                       *resp->mutable_access_request() = ToProto(ar, user);
+                       *resp->mutable_access_request()->mutable_user() =
+                           made.user();
+                       *resp->mutable_invitation() = made;
+                       return save(tx, *resp);
+                     }));
+          (void)inv;
           return absl::OkStatus();
         });
   }());
