@@ -1,10 +1,18 @@
 #include "services/identity/clients/outbox_relay.h"
 
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
 #include "common/logging.h"
 #include "services/identity/domain/model.h"
 
 namespace guestlist::identity {
 namespace {
+
+// Same value as services/identity/import/import_tx.h kTopicBatchSendEmail
+// (the clients library does not depend on the import's).
+constexpr char kTopicBatchSendEmail[] = "notification.BatchSendEmail";
 
 template <typename Request>
 OutboxRelay::Handler Handler(const char* topic,
@@ -29,25 +37,60 @@ OutboxRelay::Handler Handler(const char* topic,
 void RegisterOutboxHandlers(OutboxRelay* relay, MembershipClient* membership,
                             NotificationClient* notification,
                             Repository* repository) {
+  // An interrupted invite or import: remove from membership exactly the
+  // users identity does not have (an import's row names up to 1000, some
+  // of which may have been committed by an earlier attempt).
   relay->Register(kTopicReconcileInvite,
                   Handler<mv1::DeleteUsersRequest>(
                       kTopicReconcileInvite,
                       [membership, repository](const auto& r) -> absl::Status {
-                        bool exists = false;
+                        const std::vector<std::string> ids(r.user_ids().begin(),
+                                                           r.user_ids().end());
+                        absl::flat_hash_set<std::string> present;
                         absl::Status s =
                             repository->Transact([&](IdentityTx& tx) {
-                              for (const std::string& id : r.user_ids()) {
-                                absl::StatusOr<bool> one = tx.UserExists(id);
-                                if (!one.ok()) return one.status();
-                                exists = exists || *one;
-                              }
+                              absl::StatusOr<std::vector<UserRecord>> users =
+                                  tx.GetUsers(r.workspace_id(), ids);
+                              if (!users.ok()) return users.status();
+                              for (const UserRecord& u : *users)
+                                present.insert(u.id);
                               return absl::OkStatus();
                             });
                         if (!s.ok()) return s;
-                        // The invite committed: nothing to undo.
-                        if (exists) return absl::OkStatus();
-                        return membership->DeleteUsers(r);
+                        mv1::DeleteUsersRequest missing;
+                        missing.set_workspace_id(r.workspace_id());
+                        for (const std::string& id : ids) {
+                          if (!present.contains(id)) missing.add_user_ids(id);
+                        }
+                        // Everything committed: nothing to undo.
+                        if (missing.user_ids_size() == 0)
+                          return absl::OkStatus();
+                        return membership->DeleteUsers(missing);
                       }));
+  // Invitation emails of a bulk import, up to 500 per row
+  // (services/identity/import/import_tx.h kTopicBatchSendEmail). Each
+  // message has its own idempotency key, so a retry of the row after a
+  // partial failure queues each email once.
+  relay->Register(
+      kTopicBatchSendEmail,
+      Handler<nv1::BatchSendEmailRequest>(
+          kTopicBatchSendEmail, [notification](const auto& r) -> absl::Status {
+            for (const auto& m : r.messages()) {
+              absl::Status s = notification->SendEmail(m);
+              // A message refused as malformed must not block
+              // the others.
+              if (s.code() == absl::StatusCode::kInvalidArgument) {
+                LogError(
+                    "dropping an invitation email the peer "
+                    "refuses",
+                    {{"to_user", m.recipient_user_id()},
+                     {"error", std::string(s.message())}});
+                continue;
+              }
+              if (!s.ok()) return s;
+            }
+            return absl::OkStatus();
+          }));
   relay->Register(kTopicSendEmail,
                   Handler<nv1::SendEmailRequest>(
                       kTopicSendEmail, [notification](const auto& r) {

@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -16,6 +17,7 @@
 #include "common/auth.h"
 #include "common/clock.h"
 #include "common/migrations.h"
+#include "common/outbox.h"
 #include "common/pg.h"
 #include "common/random.h"
 #include "gmock/gmock.h"
@@ -198,7 +200,9 @@ class ImportGrpcTest : public ::testing::Test {
   void SetUp() override {
     pool_ = std::make_unique<pg::Pool>(
         pg::PoolOptions{.conninfo = postgres_.CreateDatabase("grpc")});
-    ASSERT_TRUE(RunMigrations(*pool_, "identity", IdentityMigrations()).ok());
+    std::vector<Migration> migrations = IdentityMigrations();
+    migrations.push_back(CommonTablesMigration("identity"));
+    ASSERT_TRUE(RunMigrations(*pool_, "identity", migrations).ok());
     ASSERT_TRUE(pool_
                     ->Exec("INSERT INTO identity.workspaces (id, name, "
                            "display_name, create_time, update_time) VALUES "
@@ -305,10 +309,22 @@ TEST_F(ImportGrpcTest, StreamedUploadImportsAndReportsOverTheWire) {
   EXPECT_EQ(report.state(), v1::ImportReport::SUCCEEDED);
   EXPECT_EQ(report.created(), 3);
   EXPECT_EQ(report.unchanged(), 1);
-  EXPECT_THAT(notification_server_.to_,
-              ::testing::UnorderedElementsAre("alice@partner.example",
-                                              "bob@agency.example",
-                                              "carol@freelance.example"));
+  // Emails wait in identity's outbox for the relay, none went out directly.
+  EXPECT_TRUE(notification_server_.to_.empty());
+  std::vector<std::string> queued;
+  auto outbox = pool_->Exec(
+      "SELECT encode(payload, 'hex') FROM identity.outbox WHERE topic = "
+      "'notification.BatchSendEmail'");
+  ASSERT_TRUE(outbox.ok()) << outbox.status();
+  for (int i = 0; i < outbox->rows(); ++i) {
+    nv1::BatchSendEmailRequest batch;
+    ASSERT_TRUE(
+        batch.ParseFromString(absl::HexStringToBytes(outbox->Get(i, 0))));
+    for (const auto& m : batch.messages()) queued.push_back(m.to());
+  }
+  EXPECT_THAT(queued, ::testing::UnorderedElementsAre(
+                          "alice@partner.example", "bob@agency.example",
+                          "carol@freelance.example"));
 
   v1::GetImportRequest get;
   get.set_import_id(report.import_id());

@@ -161,16 +161,18 @@ struct ImportService::Job {
   ImportReport report;
   std::string error_csv;
   absl::Status status;  // a system failure (peer / database), not row errors
-  std::string timings;  // per phase, for the log
+  // The job's connection and liveness lock, from StartJob to the end.
+  std::unique_ptr<JobLease> lease;
+  bool committed = false;  // the report was written by the commit
+  std::string timings;     // per phase, for the log
   absl::Notification done;
 };
 
 ImportService::ImportService(ImportConfig config, ImportDeps deps)
     : config_(std::move(config)), deps_(deps) {
-  // Jobs of a replica that died mid-import stay RUNNING forever otherwise.
-  if (deps_.store != nullptr && deps_.clock != nullptr) {
-    absl::Status s =
-        deps_.store->FailStaleJobs(config_.stale_job_age, deps_.clock->Now());
+  // Jobs of a process that died mid-import stay RUNNING forever otherwise.
+  if (deps_.store != nullptr) {
+    absl::Status s = deps_.store->ReapOrphanedJobs();
     if (!s.ok()) LogWarning(absl::StrCat("imports: ", s.ToString()));
   }
 }
@@ -209,7 +211,7 @@ absl::StatusOr<v1::ImportReport> ImportService::Import(
                      deps_.store->FindJobByKey(job->workspace.id,
                                                options.idempotency_key()));
     if (earlier.has_value()) {
-      ASSIGN_OR_RETURN(ImportJob stored, deps_.store->GetJob(*earlier));
+      ASSIGN_OR_RETURN(ImportJob stored, LoadJob(*earlier));
       return stored.report;
     }
   }
@@ -311,18 +313,14 @@ absl::StatusOr<v1::ImportReport> ImportService::Import(
   stored.creator =
       caller.user_id().empty() ? caller.api_key_id() : caller.user_id();
   stored.report = report;
-  absl::Status created = deps_.store->CreateJob(stored);
-  if (absl::IsAlreadyExists(created)) {
+  absl::StatusOr<std::unique_ptr<JobLease>> lease =
+      deps_.store->StartJob(stored);
+  if (absl::IsAlreadyExists(lease.status())) {
     // A concurrent upload with the same key won the race.
-    ASSIGN_OR_RETURN(std::optional<std::string> earlier,
-                     deps_.store->FindJobByKey(job->workspace.id,
-                                               options.idempotency_key()));
-    if (earlier.has_value()) {
-      ASSIGN_OR_RETURN(ImportJob first, deps_.store->GetJob(*earlier));
-      return first.report;
-    }
+    return EarlierReport(job->workspace.id, options.idempotency_key());
   }
-  RETURN_IF_ERROR(created);
+  RETURN_IF_ERROR(lease.status());
+  job->lease = *std::move(lease);
 
   {
     absl::MutexLock lock(&mu_);
@@ -353,7 +351,10 @@ void ImportService::RunJob(Job& job) {
         absl::StrCat("import ", job.id, " failed: ", job.status.ToString()));
     job.report.set_state(ImportReport::FAILED);
   }
-  Finish(job);
+  // A committed job recorded its report in the same transaction.
+  if (!job.committed) Finish(job);
+  // Only now: a job seen unlocked while RUNNING is judged dead.
+  job.lease.reset();
   LogInfo(absl::StrCat(
       "import ", job.id, " finished: rows=", job.rows.size(), " ", job.timings,
       " report=", absl::FormatDuration(absl::Now() - finish_start)));
@@ -614,159 +615,207 @@ absl::Status ImportService::Execute(Job& job) {
     return absl::OkStatus();
   }
 
-  // 4. Apply in membership, batch by batch.
+  // 4. Apply. Intent rows naming the users about to be created in
+  // membership are committed first; then one identity transaction locks
+  // them, applies the grants batch by batch, writes users, invitations,
+  // the invitation emails (outbox) and the final report, deletes the
+  // intents and commits. If the process dies anywhere in between, the
+  // transaction rolls back, the intents unlock and identity's relay removes
+  // from membership the users identity does not have: no half-made guest.
   changing.erase(
       std::remove_if(changing.begin(), changing.end(),
                      [&](size_t i) { return !rows[i].errors.empty(); }),
       changing.end());
+  std::vector<std::string> create_ids;
+  for (size_t i : changing) {
+    if (job.plans[i].action == Action::kCreate) {
+      create_ids.push_back(job.plans[i].next.id);
+    }
+  }
+  ASSIGN_OR_RETURN(std::vector<int64_t> intents,
+                   deps_.store->AddIntents(*job.lease, ws, create_ids,
+                                           config_.grants_batch));
+  std::vector<std::string>().swap(create_ids);
+  std::string inviter =
+      deps_.store->UserDisplayName(job.caller.user_id()).value_or("");
+  if (inviter.empty()) inviter = job.workspace.display_name;
+
   std::vector<std::string> created_ids;  // in membership, for compensation
+  // Undoes membership's part of a rolled-back import at once (the relay
+  // would too, from the intents): removes only the users identity does not
+  // have, in case the outcome of the commit was lost with the connection.
   auto compensate = [&]() {
-    for (size_t start = 0; start < created_ids.size();
-         start += config_.grants_batch) {
-      mv1::DeleteUsersRequest req;
-      req.set_workspace_id(ws);
-      for (size_t k = start;
-           k < std::min(created_ids.size(), start + config_.grants_batch);
-           ++k) {
-        req.add_user_ids(created_ids[k]);
-      }
-      absl::Status s = deps_.membership->DeleteUsers(req);
-      if (!s.ok()) {
-        LogWarning(absl::StrCat("import ", job.id,
-                                ": could not remove users from membership "
-                                "after a failure: ",
-                                s.ToString()));
-      }
+    absl::Status undone = deps_.store->DropMissingFromMembership(
+        ws, created_ids, config_.grants_batch,
+        [&](const mv1::DeleteUsersRequest& req) {
+          return deps_.membership->DeleteUsers(req);
+        });
+    if (undone.ok()) undone = deps_.store->DropIntents(intents);
+    if (!undone.ok()) {
+      LogWarning(absl::StrCat("import ", job.id,
+                              ": membership not cleaned up yet (identity's "
+                              "relay will, from the intent rows): ",
+                              undone.ToString()));
     }
   };
-  for (size_t start = 0; start < changing.size();
-       start += config_.grants_batch) {
-    absl::StatusOr<mv1::ApplyGrantsResponse> resp =
-        deps_.membership->ApplyGrants(grants_request(start, false));
-    if (!resp.ok()) {
-      compensate();
-      return resp.status();
-    }
-    const int failures = record_failures(start, *resp);
-    if (all_or_nothing && (failures > 0 || !resp->applied())) {
-      compensate();
+  WriteContext context;
+  context.workspace_id = ws;
+  context.inviter_id = job.caller.user_id();
+  context.now = now;
+  context.invitation_expire_time = now + job.workspace.invitation_ttl;
+  const bool send = !job.options.has_send_emails() || job.options.send_emails();
+  bool refused = false;  // membership refused a row in ALL_OR_NOTHING
+  absl::Status committed = deps_.store->Commit(
+      *job.lease, intents, context, [&](ImportTx& tx) -> absl::Status {
+        for (size_t start = 0; start < changing.size();
+             start += config_.grants_batch) {
+          ASSIGN_OR_RETURN(
+              mv1::ApplyGrantsResponse resp,
+              deps_.membership->ApplyGrants(grants_request(start, false)));
+          const int failures = record_failures(start, resp);
+          // Created users count as in membership from here on, even when
+          // the batch is refused: compensation is a no-op for unknown ids.
+          for (size_t k = start;
+               k < std::min(changing.size(), start + config_.grants_batch);
+               ++k) {
+            const Plan& plan = job.plans[changing[k]];
+            if (plan.action == Action::kCreate) {
+              created_ids.push_back(plan.next.id);
+            }
+          }
+          if (all_or_nothing && (failures > 0 || !resp.applied())) {
+            refused = true;
+            return absl::AbortedError("membership refused rows");
+          }
+        }
+        phase("grants");
+        RETURN_IF_ERROR(WriteRows(job, tx, context, inviter, send));
+        job.report.set_state(ImportReport::SUCCEEDED);
+        BuildReport(job);
+        return tx.FinishJob(StoredJob(job));
+      });
+  if (!committed.ok()) {
+    compensate();
+    if (refused) {
       job.report.set_state(ImportReport::FAILED);
       return absl::OkStatus();
     }
-    for (size_t k = start;
-         k < std::min(changing.size(), start + config_.grants_batch); ++k) {
-      const Plan& plan = job.plans[changing[k]];
-      if (plan.action == Action::kCreate && rows[changing[k]].errors.empty()) {
-        created_ids.push_back(plan.next.id);
-      }
-    }
+    return committed;
   }
+  job.committed = true;
+  phase("write");
+  return absl::OkStatus();
+}
 
-  phase("grants");
-  // 5. Identity, in one transaction.
-  ImportWrites writes;
-  writes.workspace_id = ws;
-  writes.inviter_id = job.caller.user_id();
-  writes.now = now;
-  writes.invitation_expire_time = now + job.workspace.invitation_ttl;
+absl::Status ImportService::WriteRows(Job& job, ImportTx& tx,
+                                      const WriteContext& context,
+                                      const std::string& inviter,
+                                      bool send_emails) {
+  std::vector<RowIntent>& rows = job.rows;
+  std::string base = config_.public_url;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  // Same format and keys as InviteUser's emails (api/invitations.cc).
+  const std::string expire = absl::FormatTime(
+      absl::RFC3339_sec, context.invitation_expire_time, absl::UTCTimeZone());
+  // Creates go in chunks: users + invitations, then their emails as outbox
+  // rows of up to email_batch messages, so memory holds one chunk.
+  constexpr size_t kChunk = 5000;
+  std::vector<NewUser> creates;
   std::vector<std::string> tokens;
-  for (size_t i : changing) {
+  std::vector<ExistingUser> updates;
+  std::vector<ExistingUser> archives;
+  auto flush_creates = [&]() -> absl::Status {
+    if (creates.empty()) return absl::OkStatus();
+    RETURN_IF_ERROR(tx.InsertUsers(creates));
+    if (send_emails) {
+      std::vector<std::string> payloads;
+      nv1::BatchSendEmailRequest batch;
+      auto seal = [&] {
+        if (batch.messages_size() == 0) return;
+        payloads.push_back(batch.SerializeAsString());
+        batch.clear_messages();
+      };
+      for (size_t k = 0; k < creates.size(); ++k) {
+        const NewUser& n = creates[k];
+        if (n.user.email.empty()) continue;
+        nv1::SendEmailRequest* m = batch.add_messages();
+        m->set_workspace_id(context.workspace_id);
+        m->set_template_("invitation");
+        m->set_category("invitation");
+        m->set_to(n.user.email);
+        std::string to_name(absl::StripAsciiWhitespace(
+            absl::StrCat(n.user.first_name, " ", n.user.last_name)));
+        m->set_to_name(to_name.empty() ? n.user.username : to_name);
+        m->set_recipient_user_id(n.user.id);
+        // Notification deduplicates on it: a relay retry sends once.
+        m->set_idempotency_key(
+            absl::StrCat("invitation:", n.invitation_id, ":1"));
+        auto& vars = *m->mutable_variables();
+        vars["workspace_name"] = job.workspace.display_name;
+        vars["inviter_name"] = inviter;
+        vars["invitation_url"] =
+            absl::StrCat(base, "/invite#token=", tokens[k]);
+        vars["first_name"] = n.user.first_name;
+        vars["expire_time"] = expire;
+        if (batch.messages_size() >= config_.email_batch) seal();
+      }
+      seal();
+      RETURN_IF_ERROR(tx.Enqueue(kTopicBatchSendEmail, payloads));
+    }
+    creates.clear();
+    tokens.clear();
+    return absl::OkStatus();
+  };
+  for (size_t i = 0; i < rows.size(); ++i) {
     if (!rows[i].errors.empty()) continue;
     Plan& plan = job.plans[i];
     switch (plan.action) {
       case Action::kCreate: {
         NewUser n;
-        n.user = std::move(plan.next);
+        n.user = plan.next;
         n.invitation_id = NewUuid(*deps_.random);
         std::string token = NewToken(*deps_.random, 32, "gli_");
         n.token_hash = Sha256Hex(token);
         tokens.push_back(std::move(token));
-        writes.creates.push_back(std::move(n));
+        creates.push_back(std::move(n));
+        if (creates.size() >= kChunk) RETURN_IF_ERROR(flush_creates());
         break;
       }
       case Action::kUpdate:
         if (plan.profile_changed) {
-          ExistingUser u = std::move(plan.next);
+          ExistingUser u = plan.next;
           u.version = plan.read_version;
-          writes.updates.push_back(std::move(u));
+          updates.push_back(std::move(u));
         }
         break;
       case Action::kDelete: {
-        ExistingUser u = std::move(plan.next);
+        ExistingUser u = plan.next;
         u.version = plan.read_version;
-        writes.archives.push_back(std::move(u));
+        archives.push_back(std::move(u));
         break;
       }
       default:
         break;
     }
   }
-  if (absl::Status s = deps_.store->Apply(writes); !s.ok()) {
-    compensate();
-    return s;
-  }
-  job.report.set_state(ImportReport::SUCCEEDED);
-
-  phase("write");
-  // 6. Invitation emails, only now that the users exist.
-  const bool send = !job.options.has_send_emails() || job.options.send_emails();
-  if (send && !writes.creates.empty()) {
-    std::string inviter =
-        deps_.store->UserDisplayName(job.caller.user_id()).value_or("");
-    if (inviter.empty()) inviter = job.workspace.display_name;
-    std::string base = config_.public_url;
-    while (!base.empty() && base.back() == '/') base.pop_back();
-    // Same format and keys as InviteUser's emails (api/invitations.cc).
-    const std::string expire = absl::FormatTime(
-        absl::RFC3339_sec, writes.invitation_expire_time, absl::UTCTimeZone());
-    nv1::BatchSendEmailRequest batch;
-    auto flush = [&]() {
-      if (batch.messages_size() == 0) return;
-      // Each message carries an idempotency key, so a retry after a lost
-      // answer does not send twice.
-      absl::Status sent;
-      for (int attempt = 0; attempt < 3; ++attempt) {
-        if (attempt > 0) absl::SleepFor(absl::Milliseconds(200 * attempt));
-        sent = deps_.mail->BatchSendEmail(batch).status();
-        if (sent.ok()) break;
-      }
-      if (!sent.ok()) {
-        LogWarning(
-            absl::StrCat("import ", job.id, ": ", batch.messages_size(),
-                         " invitation emails not queued: ", sent.ToString()));
-      }
-      batch.clear_messages();
-    };
-    for (size_t k = 0; k < writes.creates.size(); ++k) {
-      const NewUser& n = writes.creates[k];
-      if (n.user.email.empty()) continue;
-      nv1::SendEmailRequest* m = batch.add_messages();
-      m->set_workspace_id(ws);
-      m->set_template_("invitation");
-      m->set_category("invitation");
-      m->set_to(n.user.email);
-      std::string to_name(absl::StripAsciiWhitespace(
-          absl::StrCat(n.user.first_name, " ", n.user.last_name)));
-      m->set_to_name(to_name.empty() ? n.user.username : to_name);
-      m->set_recipient_user_id(n.user.id);
-      m->set_idempotency_key(
-          absl::StrCat("invitation:", n.invitation_id, ":1"));
-      auto& vars = *m->mutable_variables();
-      vars["workspace_name"] = job.workspace.display_name;
-      vars["inviter_name"] = inviter;
-      vars["invitation_url"] = absl::StrCat(base, "/invite#token=", tokens[k]);
-      vars["first_name"] = n.user.first_name;
-      vars["expire_time"] = expire;
-      if (batch.messages_size() >= config_.email_batch) flush();
-    }
-    flush();
-  }
-  phase("mail");
-  return absl::OkStatus();
+  RETURN_IF_ERROR(flush_creates());
+  RETURN_IF_ERROR(tx.UpdateUsers(updates));
+  return tx.ArchiveUsers(archives);
 }
 
-void ImportService::Finish(Job& job) {
+ImportJob ImportService::StoredJob(const Job& job) {
+  ImportJob stored;
+  stored.id = job.id;
+  stored.workspace_id = job.workspace.id;
+  stored.report = job.report;
+  stored.error_csv = job.error_csv;
+  if (!job.status.ok()) stored.failure_reason = job.status.ToString();
+  return stored;
+}
+
+void ImportService::BuildReport(Job& job) {
   ImportReport& report = job.report;
+  report.clear_rows();  // built again if a commit failed after building
   int created = 0, updated = 0, deleted = 0, unchanged = 0, failed = 0;
   int listed_ok = 0;
   std::string errors_csv;
@@ -835,20 +884,44 @@ void ImportService::Finish(Job& job) {
   }
   *report.mutable_finish_time() = ToProto(deps_.clock->Now());
   job.error_csv = std::move(errors_csv);
-  ImportJob stored;
-  stored.id = job.id;
-  stored.workspace_id = job.workspace.id;
-  stored.report = report;
-  stored.error_csv = job.error_csv;
-  if (absl::Status s = deps_.store->FinishJob(stored); !s.ok()) {
+}
+
+void ImportService::Finish(Job& job) {
+  BuildReport(job);
+  if (absl::Status s = deps_.store->FinishJob(StoredJob(job)); !s.ok()) {
     LogWarning(absl::StrCat("import ", job.id,
                             ": could not record the report: ", s.ToString()));
   }
 }
 
+absl::StatusOr<ImportJob> ImportService::LoadJob(const std::string& id) {
+  ASSIGN_OR_RETURN(ImportJob job, deps_.store->GetJob(id));
+  if (job.report.state() != ImportReport::RUNNING) return job;
+  // RUNNING with its lock free: the process running it died.
+  ASSIGN_OR_RETURN(bool reaped, deps_.store->ReapIfOrphaned(id));
+  if (!reaped) return job;
+  LogWarning(absl::StrCat("import ", id,
+                          " was RUNNING in a process that died; marked "
+                          "FAILED"));
+  return deps_.store->GetJob(id);
+}
+
+absl::StatusOr<v1::ImportReport> ImportService::EarlierReport(
+    const std::string& workspace_id, const std::string& key) {
+  ASSIGN_OR_RETURN(std::optional<std::string> earlier,
+                   deps_.store->FindJobByKey(workspace_id, key));
+  if (!earlier.has_value()) {
+    return absl::AbortedError(
+        "a concurrent import with the same idempotency key failed to start; "
+        "upload the file again");
+  }
+  ASSIGN_OR_RETURN(ImportJob first, LoadJob(*earlier));
+  return first.report;
+}
+
 absl::StatusOr<v1::ImportReport> ImportService::GetImport(
     const Principal& caller, const v1::GetImportRequest& req) {
-  absl::StatusOr<ImportJob> job = deps_.store->GetJob(req.import_id());
+  absl::StatusOr<ImportJob> job = LoadJob(req.import_id());
   if (!job.ok() ||
       !CheckAdmin(caller, job->workspace_id, "invitations.write").ok()) {
     if (job.ok() || absl::IsNotFound(job.status()) ||
@@ -863,7 +936,7 @@ absl::StatusOr<v1::ImportReport> ImportService::GetImport(
 
 absl::StatusOr<google::api::HttpBody> ImportService::GetImportErrors(
     const Principal& caller, const v1::GetImportErrorsRequest& req) {
-  absl::StatusOr<ImportJob> job = deps_.store->GetJob(req.import_id());
+  absl::StatusOr<ImportJob> job = LoadJob(req.import_id());
   if (!job.ok() ||
       !CheckAdmin(caller, job->workspace_id, "invitations.write").ok()) {
     if (job.ok() || absl::IsNotFound(job.status()) ||

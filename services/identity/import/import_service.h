@@ -6,11 +6,15 @@
 //
 // Order of effects (the InviteUser contract, in batches): rows are parsed
 // and validated, diffed against identity's users and membership's access,
-// checked by membership.ApplyGrants(dry_run) (licences, groups), then
-// applied with ApplyGrants in batches of 1000, then written to identity in
-// one transaction; if that transaction fails, the users created in
-// membership are removed again (DeleteUsers). Invitation emails go out with
-// notification.BatchSendEmail in batches of 500, only after the commit.
+// checked by membership.ApplyGrants(dry_run) (licences, groups). Then
+// intent rows for the users to create are committed to identity's outbox,
+// and one identity transaction locks them, applies the grants with
+// ApplyGrants in batches of 1000, writes users, invitations, the invitation
+// emails (outbox rows of BatchSendEmail batches of 500, sent by the relay
+// after commit) and the job's report, and deletes the intents. A crash
+// rolls it back; the relay then removes from membership the users identity
+// does not have. A job holds an advisory lock while it runs, so a RUNNING
+// job whose lock is free is failed when it is next read (or at start-up).
 #pragma once
 
 #include <functional>
@@ -42,14 +46,13 @@ struct ImportConfig {
   int grants_batch = 1000;  // membership's limit per ApplyGrants
   int email_batch = 500;    // notification's limit per BatchSendEmail
   CsvLimits csv;
-  // RUNNING jobs older than this (a replica died) are marked FAILED when
-  // the service starts.
-  absl::Duration stale_job_age = absl::Hours(6);
 };
 
 struct ImportDeps {
   ImportStore* store = nullptr;
   MembershipPeer* membership = nullptr;
+  // Unused: invitation emails go through identity's outbox (kept so the
+  // wiring in main.cc stays as it is).
   MailPeer* mail = nullptr;
   const Clock* clock = nullptr;
   RandomSource* random = nullptr;
@@ -95,7 +98,19 @@ class ImportService final {
  private:
   void RunJob(Job& job);
   absl::Status Execute(Job& job);
+  // The identity writes of a planned job, inside its commit.
+  absl::Status WriteRows(Job& job, ImportTx& tx, const WriteContext& context,
+                         const std::string& inviter, bool send_emails);
+  // Counts, report rows and the error CSV from the rows and plans.
+  void BuildReport(Job& job);
+  static ImportJob StoredJob(const Job& job);
+  // BuildReport + the job row (for jobs that did not commit).
   void Finish(Job& job);
+  // The job, failed first if it is RUNNING in a process that died.
+  absl::StatusOr<ImportJob> LoadJob(const std::string& id);
+  // The report of the job that holds (workspace, key).
+  absl::StatusOr<v1::ImportReport> EarlierReport(
+      const std::string& workspace_id, const std::string& key);
 
   const ImportConfig config_;
   const ImportDeps deps_;

@@ -7,15 +7,18 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "common/migrations.h"
+#include "common/outbox.h"
 #include "common/pg.h"
 #include "common/random.h"
 #include "gmock/gmock.h"
@@ -98,6 +101,10 @@ class FakeMembership final : public MembershipPeer {
   absl::StatusOr<mv1::ApplyGrantsResponse> ApplyGrants(
       const mv1::ApplyGrantsRequest& req) override {
     if (gate_ != nullptr) gate_->WaitForNotification();
+    if (!req.dry_run() && real_gate_ != nullptr) {
+      if (!real_entered_.HasBeenNotified()) real_entered_.Notify();
+      real_gate_->WaitForNotification();
+    }
     absl::MutexLock lock(&mu_);
     EXPECT_LE(req.users_size(), 1000);
     if (!req.dry_run()) ++real_calls_;
@@ -151,6 +158,9 @@ class FakeMembership final : public MembershipPeer {
   absl::flat_hash_set<std::string> refuse_;  // usernames without licence
   bool unavailable_ = false;
   absl::Notification* gate_ = nullptr;  // holds ApplyGrants until notified
+  // Holds the applying (not dry-run) calls; real_entered_ says one came.
+  absl::Notification* real_gate_ = nullptr;
+  absl::Notification real_entered_;
   int real_calls_ = 0;
   int deleted_ = 0;
 };
@@ -159,15 +169,11 @@ class FakeMail final : public MailPeer {
  public:
   absl::StatusOr<nv1::BatchSendEmailResponse> BatchSendEmail(
       const nv1::BatchSendEmailRequest& req) override {
-    absl::MutexLock lock(&mu_);
-    EXPECT_LE(req.messages_size(), 500);
-    ++batches_;
-    for (const auto& m : req.messages()) sent_.push_back(m);
+    ADD_FAILURE() << "invitation emails must go through identity's outbox, "
+                     "not straight to notification ("
+                  << req.messages_size() << " sent)";
     return nv1::BatchSendEmailResponse();
   }
-  absl::Mutex mu_;
-  std::vector<nv1::SendEmailRequest> sent_;
-  int batches_ = 0;
 };
 
 class ImportPgTest : public ::testing::Test {
@@ -180,9 +186,10 @@ class ImportPgTest : public ::testing::Test {
     const std::string name = absl::StrCat("import_", ++n);
     pool_ = std::make_unique<pg::Pool>(
         pg::PoolOptions{.conninfo = db_->CreateDatabase(name)});
-    ASSERT_TRUE(RunMigrations(*pool_, "identity",
-                              guestlist::identity::IdentityMigrations())
-                    .ok());
+    std::vector<Migration> migrations =
+        guestlist::identity::IdentityMigrations();
+    migrations.push_back(CommonTablesMigration("identity"));
+    ASSERT_TRUE(RunMigrations(*pool_, "identity", migrations).ok());
     ASSERT_TRUE(
         pool_
             ->Exec("INSERT INTO identity.workspaces (id, name, display_name, "
@@ -236,6 +243,22 @@ class ImportPgTest : public ::testing::Test {
           return true;
         },
         cancelled);
+  }
+
+  // The invitation emails queued in identity's outbox (for the relay).
+  std::vector<nv1::SendEmailRequest> Queued() {
+    std::vector<nv1::SendEmailRequest> out;
+    auto r = pool_->Exec(
+        "SELECT encode(payload, 'hex') FROM identity.outbox WHERE topic = "
+        "'notification.BatchSendEmail' ORDER BY id");
+    EXPECT_TRUE(r.ok()) << r.status();
+    for (int i = 0; r.ok() && i < r->rows(); ++i) {
+      nv1::BatchSendEmailRequest batch;
+      EXPECT_TRUE(batch.ParseFromString(absl::HexStringToBytes(r->Get(i, 0))));
+      EXPECT_LE(batch.messages_size(), 500);
+      for (const auto& m : batch.messages()) out.push_back(m);
+    }
+    return out;
   }
 
   std::string Query(const std::string& sql) {
@@ -306,8 +329,9 @@ TEST_F(ImportPgTest, TemplateFileCreatesInvitedUsersWithWorkingInvitations) {
   EXPECT_EQ(membership_.apps_of_[bob].at("a-churn"), Grant::VIEWER);
   EXPECT_EQ(membership_.records_[bob].status(), mv1::DirectoryUser::INVITED);
   // One email per created guest, after commit, whose token is the stored hash.
-  ASSERT_EQ(mail_.sent_.size(), 3u);
-  for (const auto& m : mail_.sent_) {
+  const std::vector<nv1::SendEmailRequest> queued = Queued();
+  ASSERT_EQ(queued.size(), 3u);
+  for (const auto& m : queued) {
     EXPECT_EQ(m.template_(), "invitation");
     EXPECT_EQ(m.variables().at("workspace_name"), "Acme");
     EXPECT_EQ(m.variables().at("inviter_name"), "Bea Boss");
@@ -342,7 +366,7 @@ TEST_F(ImportPgTest, SameFileAgainIsUnchangedAndDeleteColumnArchives) {
   EXPECT_EQ(again->unchanged(), 4);
   EXPECT_EQ(again->created() + again->updated() + again->deleted(), 0);
   EXPECT_EQ(membership_.real_calls_, calls);
-  EXPECT_EQ(mail_.sent_.size(), 3u);
+  EXPECT_EQ(Queued().size(), 3u);
 
   auto archive = Import(
       "username,delete\r\nalice@partner.example,yes\r\n"
@@ -394,7 +418,7 @@ TEST_F(ImportPgTest, DryRunReportsWithoutWriting) {
   EXPECT_EQ(Query("SELECT count(*) FROM identity.users"), "1\n");
   EXPECT_EQ(Query("SELECT count(*) FROM identity.invitations"), "0\n");
   EXPECT_EQ(membership_.real_calls_, 0);
-  EXPECT_TRUE(mail_.sent_.empty());
+  EXPECT_TRUE(Queued().empty());
 }
 
 constexpr char kMixed[] =
@@ -418,7 +442,7 @@ TEST_F(ImportPgTest, AllOrNothingAppliesNothingWhenARowFails) {
               HasSubstr("already appears on line 2"));
   EXPECT_EQ(Query("SELECT count(*) FROM identity.users"), "1\n");
   EXPECT_EQ(membership_.real_calls_, 0);
-  EXPECT_TRUE(mail_.sent_.empty());
+  EXPECT_TRUE(Queued().empty());
 
   v1::GetImportErrorsRequest req;
   req.set_import_id(report->import_id());
@@ -445,7 +469,7 @@ TEST_F(ImportPgTest, BestEffortAppliesValidRowsAndReportsLicenceShortfall) {
               HasSubstr("not enough licences"));
   EXPECT_EQ(Query("SELECT username FROM identity.users WHERE kind = 'GUEST'"),
             "ok1@x.example\n");
-  EXPECT_EQ(mail_.sent_.size(), 1u);
+  EXPECT_EQ(Queued().size(), 1u);
 }
 
 TEST_F(ImportPgTest, ExportThenImportChangesNothing) {
@@ -540,7 +564,7 @@ TEST_F(ImportPgTest, JobFinishesWhenTheClientGoesAway) {
   EXPECT_EQ(Query("SELECT state, created, rows_processed FROM "
                   "identity.imports"),
             "SUCCEEDED|3|4\n");
-  EXPECT_EQ(mail_.sent_.size(), 3u);
+  EXPECT_EQ(Queued().size(), 3u);
 }
 
 TEST_F(ImportPgTest, IdempotencyKeyReturnsTheFirstReport) {
@@ -552,7 +576,7 @@ TEST_F(ImportPgTest, IdempotencyKeyReturnsTheFirstReport) {
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(second->import_id(), first->import_id());
   EXPECT_EQ(second->created(), 3);
-  EXPECT_EQ(mail_.sent_.size(), 3u);
+  EXPECT_EQ(Queued().size(), 3u);
 }
 
 TEST_F(ImportPgTest, MembershipDownFailsTheJobAndLeavesIdentityUntouched) {
@@ -581,6 +605,140 @@ TEST_F(ImportPgTest, OnlyAdminsOfTheWorkspace) {
   admin_ = key;
   EXPECT_EQ(Import(ReadFile("template-basic.csv")).status().code(),
             absl::StatusCode::kPermissionDenied);
+}
+
+
+// Membership is granted under committed, locked intent rows: a crash before
+// identity's commit leaves them to the relay, which removes those users.
+TEST_F(ImportPgTest, IntentRowsCoverTheGrantsUntilIdentityCommits) {
+  absl::Notification gate;
+  membership_.real_gate_ = &gate;
+  auto report = Import(ReadFile("template-basic.csv"), false,
+                       v1::ALL_OR_NOTHING, 64, [] { return true; });
+  ASSERT_EQ(report.status().code(), absl::StatusCode::kCancelled);
+  membership_.real_entered_.WaitForNotification();
+  auto intents = pool_->Exec(
+      "SELECT encode(payload, 'hex') FROM identity.outbox WHERE topic = "
+      "'identity.ReconcileInvite'");
+  ASSERT_TRUE(intents.ok()) << intents.status();
+  ASSERT_EQ(intents->rows(), 1);
+  mv1::DeleteUsersRequest undo;
+  ASSERT_TRUE(undo.ParseFromString(absl::HexStringToBytes(intents->Get(0, 0))));
+  EXPECT_EQ(undo.workspace_id(), kWs);
+  EXPECT_EQ(undo.user_ids_size(), 3);  // the three creates, not old.guest
+  // Locked by the import's transaction: the relay skips it.
+  EXPECT_EQ(Query("SELECT id FROM identity.outbox FOR UPDATE SKIP LOCKED"),
+            "");
+  // Alive (its lock is held): GetImport does not fail it.
+  const std::string id =
+      Query("SELECT id FROM identity.imports").substr(0, 36);
+  v1::GetImportRequest get;
+  get.set_import_id(id);
+  auto running = service_->GetImport(admin_, get);
+  ASSERT_TRUE(running.ok()) << running.status();
+  EXPECT_EQ(running->state(), ImportReport::RUNNING);
+  EXPECT_EQ(Query("SELECT count(*) FROM identity.users"), "1\n");
+  EXPECT_TRUE(Queued().empty());
+
+  gate.Notify();
+  MakeService(ImportConfig());  // waits for the job
+  EXPECT_EQ(Query("SELECT topic, count(*) FROM identity.outbox GROUP BY 1"),
+            "notification.BatchSendEmail|1\n");
+  EXPECT_EQ(Query("SELECT state, created FROM identity.imports"),
+            "SUCCEEDED|3\n");
+  EXPECT_EQ(Queued().size(), 3u);
+}
+
+// The commit fails after membership granted (a username taken meanwhile):
+// identity writes nothing, membership loses exactly the users identity
+// does not have, the intents go, and the job says why it failed.
+TEST_F(ImportPgTest, FailedCommitUndoesMembershipGrants) {
+  absl::Notification gate;
+  membership_.real_gate_ = &gate;
+  std::thread upload([&] {
+    auto report = Import(ReadFile("template-basic.csv"));
+    EXPECT_EQ(report.status().code(), absl::StatusCode::kAlreadyExists)
+        << report.status();
+  });
+  membership_.real_entered_.WaitForNotification();
+  ASSERT_TRUE(pool_
+                  ->Exec("INSERT INTO identity.users (id, workspace_id, "
+                         "username, email, first_name, kind, status, "
+                         "create_time, update_time) VALUES "
+                         "('55555555-5555-4555-8555-555555555555', $1, "
+                         "'Carol@freelance.example', 'c@x.example', 'C', "
+                         "'GUEST', 'INVITED', now(), now())",
+                         {kWs})
+                  .ok());
+  gate.Notify();
+  upload.join();
+  EXPECT_EQ(Query("SELECT count(*) FROM identity.users"), "2\n");
+  EXPECT_EQ(Query("SELECT count(*) FROM identity.invitations"), "0\n");
+  EXPECT_EQ(membership_.deleted_, 3);
+  EXPECT_TRUE(membership_.records_.empty());
+  EXPECT_EQ(Query("SELECT count(*) FROM identity.outbox"), "0\n");
+  EXPECT_EQ(Query("SELECT state, created FROM identity.imports"),
+            "FAILED|0\n");
+  EXPECT_THAT(Query("SELECT failure_reason FROM identity.imports"),
+              HasSubstr("ALREADY_EXISTS"));
+}
+
+// A RUNNING job whose advisory lock nobody holds belongs to a dead process:
+// reading it (GetImport, the same idempotency key, start-up) fails it.
+TEST_F(ImportPgTest, JobOfADeadProcessIsFailedWhenRead) {
+  constexpr char kJob[] = "66666666-6666-4666-8666-666666666666";
+  ASSERT_TRUE(pool_
+                  ->Exec("INSERT INTO identity.imports (id, workspace_id, "
+                         "idempotency_key, dry_run, mode, state, rows_total, "
+                         "create_time) VALUES ($1, $2, 'k-dead', false, "
+                         "'ALL_OR_NOTHING', 'RUNNING', 500, now())",
+                         {kJob, kWs})
+                  .ok());
+  // While another session holds its lock, the job is alive.
+  auto holder = pool_->Acquire();
+  ASSERT_TRUE(holder.ok());
+  ASSERT_TRUE((*holder)
+                  ->Exec("SELECT pg_advisory_lock(hashtextextended("
+                         "'identity.imports:' || $1, 0))",
+                         {kJob})
+                  .ok());
+  v1::GetImportRequest get;
+  get.set_import_id(kJob);
+  auto alive = service_->GetImport(admin_, get);
+  ASSERT_TRUE(alive.ok()) << alive.status();
+  EXPECT_EQ(alive->state(), ImportReport::RUNNING);
+  ASSERT_TRUE((*holder)
+                  ->Exec("SELECT pg_advisory_unlock(hashtextextended("
+                         "'identity.imports:' || $1, 0))",
+                         {kJob})
+                  .ok());
+
+  // The same file again with the same key gets the failed report.
+  auto again = Import(ReadFile("template-basic.csv"), false,
+                      v1::ALL_OR_NOTHING, 64, nullptr, "k-dead");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->import_id(), kJob);
+  EXPECT_EQ(again->state(), ImportReport::FAILED);
+  ASSERT_EQ(again->rows_size(), 1);
+  EXPECT_EQ(again->rows(0).line(), 0);
+  EXPECT_THAT(again->rows(0).errors(0).reason(),
+              HasSubstr("stopped before it finished"));
+  EXPECT_TRUE(again->has_finish_time());
+  auto errors = service_->GetImportErrors(admin_, [&] {
+    v1::GetImportErrorsRequest r;
+    r.set_import_id(kJob);
+    return r;
+  }());
+  EXPECT_TRUE(errors.ok()) << errors.status();
+
+  // At start-up, every orphan is failed.
+  ASSERT_TRUE(pool_
+                  ->Exec("UPDATE identity.imports SET state = 'RUNNING', "
+                         "failure_reason = '' WHERE id = $1",
+                         {kJob})
+                  .ok());
+  MakeService(ImportConfig());
+  EXPECT_EQ(Query("SELECT state FROM identity.imports"), "FAILED\n");
 }
 
 }  // namespace

@@ -3,11 +3,14 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "absl/types/span.h"
 #include "common/status_macros.h"
+#include "guestlist/membership/v1/membership.pb.h"
 #include "services/identity/import/rows.h"
 
 namespace guestlist::identity::import {
+
+namespace mv1 = ::guestlist::membership::v1;
+
 namespace {
 
 constexpr char kSelectUser[] =
@@ -36,16 +39,21 @@ ExistingUser UserFromRow(const pg::Result& r, int i) {
   return u;
 }
 
-// Rows per statement: bounds the size of the array parameters (memory)
-// while keeping round trips per import in the tens, not per row.
-constexpr size_t kRowsPerStatement = 5000;
+// The advisory lock of a job ($1 = its id). One 64-bit key space is
+// shared with other users of advisory locks; the prefix keeps ours apart.
+constexpr char kLockKey[] =
+    "hashtextextended('identity.imports:' || $1::text, 0)";
 
-template <typename T, typename F>
-pg::Param Array(absl::Span<const T> items, F field) {
-  std::vector<std::string> values;
-  values.reserve(items.size());
-  for (const T& item : items) values.push_back(field(item));
-  return pg::TextArray(values);
+constexpr char kDiedReason[] =
+    "the identity process running this import stopped before it finished "
+    "(crash or restart), so identity created or changed none of its users: "
+    "upload the file again";
+
+pg::Param IdArray(const std::vector<int64_t>& ids) {
+  std::vector<std::string> text;
+  text.reserve(ids.size());
+  for (int64_t id : ids) text.push_back(std::to_string(id));
+  return pg::TextArray(text);
 }
 
 // Ids are compared as uuid so the primary keys serve the lookups; text
@@ -172,139 +180,38 @@ absl::StatusOr<std::string> ImportStore::UserDisplayName(
   return r.Get(0, 0).empty() ? r.Get(0, 1) : r.Get(0, 0);
 }
 
-absl::Status ImportStore::Apply(const ImportWrites& w) {
+absl::StatusOr<std::unique_ptr<JobLease>> ImportStore::StartJob(
+    const ImportJob& job) {
   ASSIGN_OR_RETURN(pg::PooledConnection conn, pool_->Acquire());
-  pg::Transaction tx(conn);
-  RETURN_IF_ERROR(tx.status());
-  for (size_t start = 0; start < w.creates.size(); start += kRowsPerStatement) {
-    const absl::Span<const NewUser> part =
-        absl::MakeConstSpan(w.creates).subspan(start, kRowsPerStatement);
-    auto user = [](const NewUser& n) -> const ExistingUser& { return n.user; };
-    RETURN_IF_ERROR(
-        tx.Exec(
-              "INSERT INTO identity.users (id, workspace_id, username, email, "
-              "first_name, last_name, kind, status, metadata, version, "
-              "create_time, update_time) "
-              "SELECT u.id, $1::uuid, u.username, u.email, u.first_name, "
-              "u.last_name, u.kind, 'INVITED', NULLIF(u.metadata, '')::jsonb, "
-              "1, $2, $2 "
-              "FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], "
-              "$7::text[], $8::text[], $9::text[]) "
-              "AS u(id, username, email, first_name, last_name, kind, "
-              "metadata)",
-              {w.workspace_id, pg::Time(w.now),
-               Array(part, [&](const NewUser& n) { return user(n).id; }),
-               Array(part, [&](const NewUser& n) { return user(n).username; }),
-               Array(part, [&](const NewUser& n) { return user(n).email; }),
-               Array(part,
-                     [&](const NewUser& n) { return user(n).first_name; }),
-               Array(part, [&](const NewUser& n) { return user(n).last_name; }),
-               Array(part,
-                     [&](const NewUser& n) {
-                       return v1::UserKind_Name(user(n).kind);
-                     }),
-               Array(part, [&](const NewUser& n) { return user(n).metadata; })})
-            .status());
-    RETURN_IF_ERROR(
-        tx.Exec("INSERT INTO identity.invitations (id, workspace_id, user_id, "
-                "inviter_id, token_hash, state, expire_time, create_time) "
-                "SELECT i.id, $1::uuid, i.user_id, $2::uuid, i.token_hash, "
-                "'PENDING', $3, $4 "
-                "FROM unnest($5::uuid[], $6::uuid[], $7::text[]) "
-                "AS i(id, user_id, token_hash)",
-                {w.workspace_id, pg::NullIfEmpty(w.inviter_id),
-                 pg::Time(w.invitation_expire_time), pg::Time(w.now),
-                 Array(part, [](const NewUser& n) { return n.invitation_id; }),
-                 Array(part, [](const NewUser& n) { return n.user.id; }),
-                 Array(part, [](const NewUser& n) { return n.token_hash; })})
-            .status());
-  }
-  for (size_t start = 0; start < w.updates.size(); start += kRowsPerStatement) {
-    const absl::Span<const ExistingUser> part =
-        absl::MakeConstSpan(w.updates).subspan(start, kRowsPerStatement);
-    ASSIGN_OR_RETURN(
-        pg::Result r,
-        tx.Exec(
-            "UPDATE identity.users AS u SET username = v.username, "
-            "email = v.email, first_name = v.first_name, "
-            "last_name = v.last_name, kind = v.kind, "
-            "metadata = NULLIF(v.metadata, '')::jsonb, "
-            "version = u.version + 1, update_time = $2 "
-            "FROM unnest($3::uuid[], $4::bigint[], $5::text[], $6::text[], "
-            "$7::text[], $8::text[], $9::text[], $10::text[]) "
-            "AS v(id, version, username, email, first_name, last_name, kind, "
-            "metadata) "
-            "WHERE u.id = v.id AND u.workspace_id = $1::uuid "
-            "AND u.version = v.version",
-            {w.workspace_id, pg::Time(w.now),
-             Array(part, [](const ExistingUser& u) { return u.id; }),
-             Array(part,
-                   [](const ExistingUser& u) {
-                     return std::to_string(u.version);
-                   }),
-             Array(part, [](const ExistingUser& u) { return u.username; }),
-             Array(part, [](const ExistingUser& u) { return u.email; }),
-             Array(part, [](const ExistingUser& u) { return u.first_name; }),
-             Array(part, [](const ExistingUser& u) { return u.last_name; }),
-             Array(part,
-                   [](const ExistingUser& u) {
-                     return v1::UserKind_Name(u.kind);
-                   }),
-             Array(part, [](const ExistingUser& u) { return u.metadata; })}));
-    if (r.AffectedRows() != static_cast<int64_t>(part.size())) {
-      return absl::AbortedError(
-          "some users changed while the import ran; upload the file again");
-    }
-  }
-  for (size_t start = 0; start < w.archives.size();
-       start += kRowsPerStatement) {
-    const absl::Span<const ExistingUser> part =
-        absl::MakeConstSpan(w.archives).subspan(start, kRowsPerStatement);
-    const pg::Param ids =
-        Array(part, [](const ExistingUser& u) { return u.id; });
-    ASSIGN_OR_RETURN(
-        pg::Result r,
-        tx.Exec("UPDATE identity.users AS u SET status = 'ARCHIVED', "
-                "version = u.version + 1, update_time = $2 "
-                "FROM unnest($3::uuid[], $4::bigint[]) AS v(id, version) "
-                "WHERE u.id = v.id AND u.workspace_id = $1::uuid "
-                "AND u.version = v.version",
-                {w.workspace_id, pg::Time(w.now), ids,
-                 Array(part, [](const ExistingUser& u) {
-                   return std::to_string(u.version);
-                 })}));
-    if (r.AffectedRows() != static_cast<int64_t>(part.size())) {
-      return absl::AbortedError(
-          "some users changed while the import ran; upload the file again");
-    }
-    // An archived user can neither accept an invitation nor keep a session.
-    RETURN_IF_ERROR(tx.Exec("UPDATE identity.invitations SET state = "
-                            "'REVOKED' WHERE user_id = ANY($1::uuid[]) "
-                            "AND state = 'PENDING'",
-                            {ids})
-                        .status());
-    RETURN_IF_ERROR(
-        tx.Exec("DELETE FROM identity.sessions WHERE user_id = ANY($1::uuid[])",
-                {ids})
-            .status());
-  }
-  return tx.Commit();
+  // Locked before the row exists, so no reader ever sees the job RUNNING
+  // and unlocked while it is alive.
+  RETURN_IF_ERROR(
+      conn->Exec(absl::StrCat("SELECT pg_advisory_lock(", kLockKey, ")"),
+                 {job.id})
+          .status());
+  auto lease = std::make_unique<JobLease>(std::move(conn), job.id);
+  const v1::ImportReport& r = job.report;
+  RETURN_IF_ERROR(
+      lease->conn()
+          ->Exec(
+              "INSERT INTO identity.imports (id, workspace_id, "
+              "idempotency_key, creator, dry_run, mode, state, rows_total, "
+              "create_time) VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, "
+              "$7, $8, $9)",
+              {job.id, job.workspace_id, job.idempotency_key, job.creator,
+               pg::Bool(r.dry_run()), v1::ImportMode_Name(r.mode()),
+               v1::ImportReport::State_Name(r.state()), pg::Int(r.rows_total()),
+               pg::Time(absl::FromUnixSeconds(r.create_time().seconds()) +
+                        absl::Nanoseconds(r.create_time().nanos()))})
+          .status());
+  return lease;
 }
 
-absl::Status ImportStore::CreateJob(const ImportJob& job) {
-  const v1::ImportReport& r = job.report;
-  return pool_
-      ->Exec(
-          "INSERT INTO identity.imports (id, workspace_id, "
-          "idempotency_key, creator, dry_run, mode, state, rows_total, "
-          "create_time) VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, "
-          "$8, $9)",
-          {job.id, job.workspace_id, job.idempotency_key, job.creator,
-           pg::Bool(r.dry_run()), v1::ImportMode_Name(r.mode()),
-           v1::ImportReport::State_Name(r.state()), pg::Int(r.rows_total()),
-           pg::Time(absl::FromUnixSeconds(r.create_time().seconds()) +
-                    absl::Nanoseconds(r.create_time().nanos()))})
-      .status();
+JobLease::~JobLease() {
+  if (conn_->healthy()) {
+    (void)conn_->Exec(absl::StrCat("SELECT pg_advisory_unlock(", kLockKey, ")"),
+                      {job_id_});
+  }
 }
 
 absl::Status ImportStore::UpdateProgress(const std::string& id,
@@ -318,19 +225,7 @@ absl::Status ImportStore::UpdateProgress(const std::string& id,
 }
 
 absl::Status ImportStore::FinishJob(const ImportJob& job) {
-  const v1::ImportReport& r = job.report;
-  return pool_
-      ->Exec(
-          "UPDATE identity.imports SET state = $2, rows_processed = $3, "
-          "created = $4, updated = $5, deleted = $6, unchanged = $7, "
-          "failed = $8, report = decode($9, 'hex'), error_csv = $10, "
-          "finish_time = now() WHERE id = $1::uuid",
-          {job.id, v1::ImportReport::State_Name(r.state()),
-           pg::Int(r.rows_processed()), pg::Int(r.created()),
-           pg::Int(r.updated()), pg::Int(r.deleted()), pg::Int(r.unchanged()),
-           pg::Int(r.failed()), absl::BytesToHexString(r.SerializeAsString()),
-           job.error_csv})
-      .status();
+  return pool_->Exec(kFinishJobSql, FinishJobParams(job)).status();
 }
 
 absl::StatusOr<ImportJob> ImportStore::GetJob(const std::string& id) {
@@ -342,7 +237,8 @@ absl::StatusOr<ImportJob> ImportStore::GetJob(const std::string& id) {
       pool_->Exec(
           "SELECT id, workspace_id, idempotency_key, creator, dry_run, mode, "
           "state, rows_total, rows_processed, created, updated, deleted, "
-          "unchanged, failed, encode(report, 'hex'), error_csv, create_time "
+          "unchanged, failed, encode(report, 'hex'), error_csv, create_time, "
+          "failure_reason, finish_time "
           "FROM identity.imports WHERE id = $1::uuid",
           {id}));
   if (r.rows() == 0) {
@@ -374,6 +270,19 @@ absl::StatusOr<ImportJob> ImportStore::GetJob(const std::string& id) {
   rep.set_failed(static_cast<int32_t>(r.GetInt(0, 13)));
   const absl::Time created = pg::ParseTime(r.Get(0, 16));
   rep.mutable_create_time()->set_seconds(absl::ToUnixSeconds(created));
+  job.failure_reason = r.Get(0, 17);
+  if (!job.failure_reason.empty()) {
+    // ImportReport has no field for it: a row-level error on line 0 (no
+    // line of the file) says why nothing was applied.
+    v1::ImportRow* why = rep.add_rows();
+    why->set_line(0);
+    why->set_action(v1::ImportRow::ERROR);
+    why->add_errors()->set_reason(job.failure_reason);
+  }
+  if (!r.IsNull(0, 18) && !rep.has_finish_time()) {
+    rep.mutable_finish_time()->set_seconds(
+        absl::ToUnixSeconds(pg::ParseTime(r.Get(0, 18))));
+  }
   return job;
 }
 
@@ -388,15 +297,128 @@ absl::StatusOr<std::optional<std::string>> ImportStore::FindJobByKey(
   return std::optional<std::string>(r.Get(0, 0));
 }
 
-absl::Status ImportStore::FailStaleJobs(absl::Duration older_than,
-                                        absl::Time now) {
+absl::StatusOr<bool> ImportStore::ReapIfOrphaned(const std::string& id) {
+  if (!LooksLikeUuid(id)) return false;
+  ASSIGN_OR_RETURN(pg::PooledConnection conn, pool_->Acquire());
+  ASSIGN_OR_RETURN(
+      pg::Result running,
+      conn->Exec("SELECT 1 FROM identity.imports WHERE id = $1::uuid AND "
+                 "state = 'RUNNING'",
+                 {id}));
+  if (running.rows() == 0) return false;
+  ASSIGN_OR_RETURN(
+      pg::Result locked,
+      conn->Exec(absl::StrCat("SELECT pg_try_advisory_lock(", kLockKey, ")"),
+                 {id}));
+  if (!locked.GetBool(0, 0)) return false;  // its process is alive
+  absl::StatusOr<pg::Result> failed = conn->Exec(
+      "UPDATE identity.imports SET state = 'FAILED', finish_time = now(), "
+      "rows_processed = rows_total, failure_reason = $2 "
+      "WHERE id = $1::uuid AND state = 'RUNNING'",
+      {id, kDiedReason});
+  absl::Status unlocked =
+      conn->Exec(absl::StrCat("SELECT pg_advisory_unlock(", kLockKey, ")"),
+                 {id})
+          .status();
+  RETURN_IF_ERROR(failed.status());
+  RETURN_IF_ERROR(unlocked);
+  return failed->AffectedRows() > 0;
+}
+
+absl::Status ImportStore::ReapOrphanedJobs() {
+  ASSIGN_OR_RETURN(
+      pg::Result r,
+      pool_->Exec("SELECT id FROM identity.imports WHERE state = 'RUNNING'"));
+  for (int i = 0; i < r.rows(); ++i) {
+    RETURN_IF_ERROR(ReapIfOrphaned(r.Get(i, 0)).status());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int64_t>> ImportStore::AddIntents(
+    JobLease& lease, const std::string& workspace_id,
+    const std::vector<std::string>& user_ids, int per_row) {
+  std::vector<std::string> payloads;
+  for (size_t start = 0; start < user_ids.size(); start += per_row) {
+    mv1::DeleteUsersRequest undo;
+    undo.set_workspace_id(workspace_id);
+    for (size_t i = start; i < std::min(user_ids.size(), start + per_row);
+         ++i) {
+      undo.add_user_ids(user_ids[i]);
+    }
+    payloads.push_back(absl::BytesToHexString(undo.SerializeAsString()));
+  }
+  std::vector<int64_t> ids;
+  if (payloads.empty()) return ids;
+  // Autocommit: the rows must be durable before membership is touched.
+  ASSIGN_OR_RETURN(
+      pg::Result r,
+      lease.conn()->Exec(
+          "INSERT INTO identity.outbox (topic, payload, next_attempt_at) "
+          "SELECT $1, decode(p, 'hex'), now() + interval '1 second' "
+          "FROM unnest($2::text[]) AS p RETURNING id",
+          {kTopicReconcileInvite, pg::TextArray(payloads)}));
+  for (int i = 0; i < r.rows(); ++i) ids.push_back(r.GetInt(i, 0));
+  return ids;
+}
+
+absl::Status ImportStore::DropIntents(const std::vector<int64_t>& ids) {
+  if (ids.empty()) return absl::OkStatus();
   return pool_
-      ->Exec(
-          "UPDATE identity.imports SET state = 'FAILED', "
-          "finish_time = now() WHERE state = 'RUNNING' AND "
-          "create_time < $1",
-          {pg::Time(now - older_than)})
+      ->Exec("DELETE FROM identity.outbox WHERE id = ANY($1::bigint[])",
+             {IdArray(ids)})
       .status();
+}
+
+absl::Status ImportStore::DropMissingFromMembership(
+    const std::string& workspace_id, const std::vector<std::string>& user_ids,
+    int per_call,
+    const std::function<absl::Status(const mv1::DeleteUsersRequest&)>& remove) {
+  for (size_t start = 0; start < user_ids.size(); start += per_call) {
+    std::vector<std::string> part(
+        user_ids.begin() + start,
+        user_ids.begin() + std::min(user_ids.size(), start + per_call));
+    ASSIGN_OR_RETURN(
+        pg::Result missing,
+        pool_->Exec("SELECT c.id FROM unnest($1::uuid[]) AS c(id) WHERE NOT "
+                    "EXISTS (SELECT 1 FROM identity.users u WHERE u.id = c.id)",
+                    {pg::TextArray(part)}));
+    if (missing.rows() == 0) continue;
+    mv1::DeleteUsersRequest req;
+    req.set_workspace_id(workspace_id);
+    for (int i = 0; i < missing.rows(); ++i)
+      req.add_user_ids(missing.Get(i, 0));
+    RETURN_IF_ERROR(remove(req));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ImportStore::Commit(
+    JobLease& lease, const std::vector<int64_t>& intents,
+    const WriteContext& context,
+    const std::function<absl::Status(ImportTx&)>& fn) {
+  pg::Transaction tx(lease.conn());
+  RETURN_IF_ERROR(tx.status());
+  if (!intents.empty()) {
+    ASSIGN_OR_RETURN(pg::Result locked,
+                     tx.Exec("SELECT id FROM identity.outbox WHERE id = "
+                             "ANY($1::bigint[]) FOR UPDATE",
+                             {IdArray(intents)}));
+    if (locked.rows() != static_cast<int>(intents.size())) {
+      return absl::AbortedError(
+          "the import's intent rows were reconciled before it could start "
+          "(the database was too slow); upload the file again");
+    }
+  }
+  ImportTx writes(tx, context);
+  RETURN_IF_ERROR(fn(writes));
+  if (!intents.empty()) {
+    RETURN_IF_ERROR(tx.Exec("DELETE FROM identity.outbox WHERE id = "
+                            "ANY($1::bigint[])",
+                            {IdArray(intents)})
+                        .status());
+  }
+  return tx.Commit();
 }
 
 }  // namespace guestlist::identity::import

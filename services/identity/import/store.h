@@ -1,8 +1,10 @@
-// PostgreSQL side of the bulk import: identity's users and invitations
-// written in a few set-based statements (unnest of arrays, never one round
-// trip per row), and the import jobs (identity.imports, migration V100).
+// PostgreSQL side of the bulk import: reads of identity's users, the commit
+// transaction (writes in import_tx.h), the import jobs (identity.imports,
+// migrations V100 / V101) and their liveness locks.
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +14,8 @@
 #include "absl/time/time.h"
 #include "common/pg.h"
 #include "guestlist/identity/v1/identity.pb.h"
+#include "guestlist/membership/v1/membership.pb.h"
+#include "services/identity/import/import_tx.h"
 
 namespace guestlist::identity::import {
 
@@ -25,47 +29,24 @@ struct WorkspaceInfo {
   std::vector<std::string> blocked_email_domains;
 };
 
-// An existing user as the import compares it.
-struct ExistingUser {
-  std::string id;
-  std::string username;
-  std::string email;
-  std::string first_name;
-  std::string last_name;
-  v1::UserKind kind = v1::GUEST;
-  v1::UserStatus status = v1::INVITED;
-  std::string metadata;  // canonical JSON text, "" = none
-  std::optional<absl::Time> access_expire_time;
-  int64_t version = 1;
-  absl::Time create_time;
-};
+// The connection an import job runs on. For the job's whole life it holds
+// a session advisory lock keyed by the job id, so a RUNNING job whose lock
+// is free belongs to a process that died (ImportStore::ReapIfOrphaned).
+class JobLease final {
+ public:
+  JobLease(pg::PooledConnection conn, std::string job_id)
+      : conn_(std::move(conn)), job_id_(std::move(job_id)) {}
+  // Releases the lock (a broken connection has lost it already).
+  ~JobLease();
+  JobLease(const JobLease&) = delete;
+  JobLease& operator=(const JobLease&) = delete;
 
-// A user to create with its invitation.
-struct NewUser {
-  ExistingUser user;  // id, username, email, names, kind, metadata
-  std::string invitation_id;
-  std::string token_hash;
-};
+  pg::PooledConnection& conn() { return conn_; }
+  const std::string& job_id() const { return job_id_; }
 
-// Everything one import writes, applied in one transaction.
-struct ImportWrites {
-  std::string workspace_id;
-  std::string inviter_id;  // "" for the operator / API keys
-  absl::Time now;
-  absl::Time invitation_expire_time;
-  std::vector<NewUser> creates;
-  // New state; `version` is the version read (optimistic check).
-  std::vector<ExistingUser> updates;
-  std::vector<ExistingUser> archives;  // version = version read
-};
-
-struct ImportJob {
-  std::string id;
-  std::string workspace_id;
-  std::string idempotency_key;
-  std::string creator;
-  v1::ImportReport report;  // counters, state, rows
-  std::string error_csv;
+ private:
+  pg::PooledConnection conn_;
+  const std::string job_id_;
 };
 
 class ImportStore final {
@@ -88,21 +69,49 @@ class ImportStore final {
   // "First Last", else the username; "" if unknown.
   absl::StatusOr<std::string> UserDisplayName(const std::string& user_id);
 
-  // Writes users, invitations, updates and archives atomically.
-  // Errors: ABORTED when a user changed since it was read (retry).
-  absl::Status Apply(const ImportWrites& writes);
-
-  // Jobs. CreateJob fails with ALREADY_EXISTS when the workspace already
-  // has a job with the same idempotency key.
-  absl::Status CreateJob(const ImportJob& job);
+  // Jobs. StartJob takes a connection, locks the job's advisory lock and
+  // inserts the RUNNING job on it; the lease keeps both until the job ends.
+  // ALREADY_EXISTS when the workspace already has a job with the same
+  // idempotency key.
+  absl::StatusOr<std::unique_ptr<JobLease>> StartJob(const ImportJob& job);
   absl::Status UpdateProgress(const std::string& id, int rows_processed);
   absl::Status FinishJob(const ImportJob& job);
   // Errors: NOT_FOUND.
   absl::StatusOr<ImportJob> GetJob(const std::string& id);
   absl::StatusOr<std::optional<std::string>> FindJobByKey(
       const std::string& workspace_id, const std::string& key);
-  // A RUNNING job left behind by a crashed replica is marked FAILED.
-  absl::Status FailStaleJobs(absl::Duration older_than, absl::Time now);
+  // If the job is RUNNING but nobody holds its lock (the process running
+  // it died), marks it FAILED with a reason. Returns whether it did.
+  absl::StatusOr<bool> ReapIfOrphaned(const std::string& id);
+  // ReapIfOrphaned for every RUNNING job (at start-up).
+  absl::Status ReapOrphanedJobs();
+
+  // Intent rows for the users an import is about to create in membership
+  // (InviteUser's mechanism): committed outbox rows of topic
+  // kTopicReconcileInvite, each a DeleteUsersRequest of at most `per_row`
+  // ids, due in one second. Commit locks them before the grants and
+  // deletes them with the commit; if the process dies in between, the relay
+  // finds them unlocked and removes from membership the users identity
+  // does not have. Returns their ids.
+  absl::StatusOr<std::vector<int64_t>> AddIntents(
+      JobLease& lease, const std::string& workspace_id,
+      const std::vector<std::string>& user_ids, int per_row);
+  // Deletes intent rows (after a failed import was compensated).
+  absl::Status DropIntents(const std::vector<int64_t>& ids);
+  // Calls `remove` with those of `user_ids` identity does not have, at most
+  // `per_call` at a time (the compensation of a rolled-back import).
+  absl::Status DropMissingFromMembership(
+      const std::string& workspace_id, const std::vector<std::string>& user_ids,
+      int per_call,
+      const std::function<absl::Status(
+          const ::guestlist::membership::v1::DeleteUsersRequest&)>& remove);
+  // One transaction on the job's connection: locks `intents` (ABORTED if
+  // one is gone: the relay already reconciled it), runs `fn` (the grants,
+  // then the writes through ImportTx), deletes the intents and commits if
+  // `fn` returns OK; rolls back otherwise.
+  absl::Status Commit(JobLease& lease, const std::vector<int64_t>& intents,
+                      const WriteContext& context,
+                      const std::function<absl::Status(ImportTx&)>& fn);
 
  private:
   pg::Pool* pool_;

@@ -1,7 +1,11 @@
 #include "services/identity/storage/pg_repository.h"
 
+#include <algorithm>
+
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/outbox.h"
@@ -18,6 +22,22 @@ constexpr char kUserColumns[] =
     "id, workspace_id, username, email, first_name, last_name, kind, status, "
     "metadata::text, access_expire_time, coalesce(password_hash, ''), "
     "version, create_time, update_time";
+
+// kUserColumns of the alias u, for queries that join users.
+constexpr char kUserColumnsOfU[] =
+    "u.id, u.workspace_id, u.username, u.email, u.first_name, u.last_name, "
+    "u.kind, u.status, u.metadata::text, u.access_expire_time, "
+    "coalesce(u.password_hash, ''), u.version, u.create_time, u.update_time";
+
+// ListUsers' query matches a prefix of any of these keys (lower-cased,
+// byte-ordered; V001/V005 index each one).
+constexpr const char* kSearchColumns[] = {"email_lc", "username_lc", "first_lc",
+                                          "last_lc", "name_lc"};
+
+// totalSize is exact up to this many matches of a query and the planner's
+// estimate above it (AIP-158 allows an estimate): an exact count of 10^5
+// matches costs hundreds of milliseconds, a capped one about one.
+constexpr int kExactCountCap = 1000;
 
 constexpr char kWorkspaceColumns[] =
     "id, name, display_name, license_count, members_can_invite_guests, "
@@ -323,81 +343,87 @@ class PgTx final : public IdentityTx {
         break;
     }
     Params params = {q.workspace_id};
-    std::string where = "workspace_id = $1";
+    std::string filters;  // kind / status, part of every WHERE below
     if (q.kind != v1::USER_KIND_UNSPECIFIED) {
       params.push_back(KindName(q.kind));
-      absl::StrAppend(&where, " AND kind = $", params.size());
+      absl::StrAppend(&filters, " AND kind = $", params.size());
     }
     if (q.status != v1::USER_STATUS_UNSPECIFIED) {
       params.push_back(StatusName(q.status));
-      absl::StrAppend(&where, " AND status = $", params.size());
+      absl::StrAppend(&filters, " AND status = $", params.size());
     }
-    std::string matching_ids;
-    if (!q.prefix.empty()) {
+    const std::string rows_of_workspace = absl::StrCat(
+        "SELECT id, ", key_col,
+        " AS k FROM identity.users WHERE workspace_id = $1", filters);
+    UserPage page;
+    // (id, sort key) of every matching user, in no particular order.
+    std::string matching;
+    if (q.prefix.empty()) {
+      if (q.count_total) {
+        // The trigger-kept counters answer without reading users.
+        ASSIGN_OR_RETURN(
+            pg::Result c,
+            tx_.Exec(absl::StrCat("SELECT coalesce(sum(n), 0) FROM "
+                                  "identity.user_counts WHERE workspace_id = "
+                                  "$1",
+                                  filters),
+                     params));
+        page.total = static_cast<int>(c.GetInt(0, 0));
+      }
+      matching = rows_of_workspace;
+    } else {
       params.push_back(q.prefix);
       const size_t p = params.size();
-      // For counting: one range scan per C-collated key (each index-only),
-      // united into the set of matching ids.
-      auto branch = [p](const char* col) {
-        return absl::StrCat(
-            "SELECT id FROM identity.users WHERE workspace_id "
-            "= $1 AND ",
-            col, " >= lower($", p, ") COLLATE \"C\" AND ", col, " < (lower($",
-            p, ") || chr(1114111)) COLLATE \"C\"");
-      };
-      matching_ids =
-          absl::StrCat(branch("email_lc"), " UNION ", branch("username_lc"),
-                       " UNION ", branch("first_lc"), " UNION ",
-                       branch("last_lc"), " UNION ", branch("name_lc"));
-      // The page itself keeps the OR form: the planner then walks the sort
-      // index and filters when matches are dense, or unions the ranges and
-      // sorts when they are rare.
       auto range = [p](const char* col) {
-        return absl::StrCat("(", col, " >= lower($", p, ") COLLATE \"C\" AND ",
-                            col, " < (lower($", p,
-                            ") || chr(1114111)) COLLATE \"C\")");
+        return absl::StrCat(col, " >= lower($", p, ") COLLATE \"C\" AND ", col,
+                            " < (lower($", p,
+                            ") || chr(1114111)) COLLATE \"C\"");
       };
-      absl::StrAppend(&where, " AND (", range("email_lc"), " OR ",
-                      range("username_lc"), " OR ", range("first_lc"), " OR ",
-                      range("last_lc"), " OR ", range("name_lc"), ")");
-    }
-    UserPage page;
-    if (q.count_total && q.prefix.empty()) {
-      // Kind / status filters only: the trigger-kept counters answer.
-      std::string count_where = "workspace_id = $1";
-      Params count_params = {q.workspace_id};
-      if (q.kind != v1::USER_KIND_UNSPECIFIED) {
-        count_params.push_back(KindName(q.kind));
-        absl::StrAppend(&count_where, " AND kind = $", count_params.size());
+      // One index-only range scan per searchable key (V005 carries the sort
+      // keys in each search index).
+      std::vector<std::string> branches;
+      for (const char* col : kSearchColumns) {
+        branches.push_back(
+            absl::StrCat(rows_of_workspace, " AND ", range(col)));
       }
-      if (q.status != v1::USER_STATUS_UNSPECIFIED) {
-        count_params.push_back(StatusName(q.status));
-        absl::StrAppend(&count_where, " AND status = $", count_params.size());
+      bool dense = false;
+      if (q.count_total) {
+        ASSIGN_OR_RETURN(page.total, CountCapped(branches, params));
+        dense = page.total > kExactCountCap;
+        if (dense) {
+          std::vector<std::string> ors;
+          for (const char* col : kSearchColumns) {
+            ors.push_back(absl::StrCat("(", range(col), ")"));
+          }
+          ASSIGN_OR_RETURN(
+              int64_t estimate,
+              EstimateRows(absl::StrCat("SELECT 1 FROM identity.users WHERE "
+                                        "workspace_id = $1",
+                                        filters, " AND (",
+                                        absl::StrJoin(ors, " OR "), ")"),
+                           params));
+          page.total =
+              static_cast<int>(std::max<int64_t>(kExactCountCap + 1, estimate));
+        }
+      } else {
+        dense = q.after.has_value() && q.after->total > kExactCountCap;
       }
-      ASSIGN_OR_RETURN(pg::Result c,
-                       tx_.Exec(absl::StrCat("SELECT coalesce(sum(n), 0) FROM "
-                                             "identity.user_counts WHERE ",
-                                             count_where),
-                                count_params));
-      page.total = static_cast<int>(c.GetInt(0, 0));
-    } else if (q.count_total && q.kind == v1::USER_KIND_UNSPECIFIED &&
-               q.status == v1::USER_STATUS_UNSPECIFIED) {
-      // Prefix only: count the id set without touching the table.
-      ASSIGN_OR_RETURN(
-          pg::Result c,
-          tx_.Exec(absl::StrCat("SELECT count(*) FROM (", matching_ids, ") m"),
-                   params));
-      page.total = static_cast<int>(c.GetInt(0, 0));
-    } else if (q.count_total) {
-      ASSIGN_OR_RETURN(
-          pg::Result c,
-          tx_.Exec(
-              absl::StrCat("SELECT count(*) FROM identity.users WHERE ", where),
-              params));
-      page.total = static_cast<int>(c.GetInt(0, 0));
+      if (dense) {
+        // Many matches: walk the sort index and filter on the search keys
+        // it carries; the planner stops after one page.
+        std::vector<std::string> ors;
+        for (const char* col : kSearchColumns) {
+          ors.push_back(absl::StrCat("(", range(col), ")"));
+        }
+        matching = absl::StrCat(rows_of_workspace, " AND (",
+                                absl::StrJoin(ors, " OR "), ")");
+      } else {
+        // Few matches: unite the ranges, then sort at most the cap.
+        matching = absl::StrJoin(branches, " UNION ");
+      }
     }
-    std::string page_where = where;
     const char* cmp = q.order.descending ? "<" : ">";
+    std::string after;
     if (q.after.has_value()) {
       params.push_back(q.after->key);
       const size_t k = params.size();
@@ -405,17 +431,21 @@ class PgTx final : public IdentityTx {
       const size_t id = params.size();
       char buf[64];
       snprintf(buf, sizeof(buf), key_param_cast.c_str(), static_cast<int>(k));
-      absl::StrAppend(&page_where, " AND (", key_col, ", id) ", cmp, " (", buf,
-                      ", $", id, "::uuid)");
+      after =
+          absl::StrCat(" WHERE (k, id) ", cmp, " (", buf, ", $", id, "::uuid)");
     }
     const char* dir = q.order.descending ? " DESC" : "";
     params.push_back(pg::Int(q.limit + 1));
+    // Pick the page's ids from the indexes alone, then read only those rows.
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec(absl::StrCat("SELECT ", kUserColumns, ", ", key_col,
-                              " FROM identity.users WHERE ", page_where,
-                              " ORDER BY ", key_col, dir, ", id", dir,
-                              " LIMIT $", params.size()),
+        tx_.Exec(absl::StrCat("SELECT ", kUserColumnsOfU,
+                              ", p.k FROM (SELECT id, k FROM (", matching,
+                              ") m", after, " ORDER BY k", dir, ", id", dir,
+                              " LIMIT $", params.size(),
+                              ") p JOIN identity.users u ON u.id = p.id "
+                              "ORDER BY p.k",
+                              dir, ", p.id", dir),
                  params));
     const int n = std::min(r.rows(), q.limit);
     for (int i = 0; i < n; ++i) page.users.push_back(ReadUser(r, i));
@@ -423,6 +453,44 @@ class PgTx final : public IdentityTx {
       page.next = PageCursor{r.Get(n - 1, 14), r.Get(n - 1, 0)};
     }
     return page;
+  }
+
+  // Counts the union of `branches` exactly up to kExactCountCap; a larger
+  // result only says "more than the cap" (each branch stops there).
+  absl::StatusOr<int> CountCapped(const std::vector<std::string>& branches,
+                                  const Params& params) {
+    std::vector<std::string> limited;
+    for (const std::string& b : branches) {
+      limited.push_back(
+          absl::StrCat("(", b, " LIMIT ", kExactCountCap + 1, ")"));
+    }
+    ASSIGN_OR_RETURN(
+        pg::Result c,
+        tx_.Exec(absl::StrCat("SELECT count(*) FROM (SELECT id FROM (",
+                              absl::StrJoin(limited, " UNION "), ") u) m"),
+                 params));
+    return static_cast<int>(c.GetInt(0, 0));
+  }
+
+  // The planner's row estimate for `query` (its statistics, no scan).
+  absl::StatusOr<int64_t> EstimateRows(const std::string& query,
+                                       const Params& params) {
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx_.Exec(absl::StrCat("EXPLAIN (FORMAT JSON) ", query), params));
+    const std::string plan = r.rows() > 0 ? r.Get(0, 0) : "";
+    const std::string kField = "\"Plan Rows\": ";
+    const size_t at = plan.find(kField);
+    int64_t rows = 0;
+    if (at == std::string::npos ||
+        !absl::SimpleAtoi(
+            absl::string_view(plan).substr(
+                at + kField.size(),
+                plan.find_first_of(",\n}", at) - (at + kField.size())),
+            &rows)) {
+      return absl::InternalError("could not read the planner's estimate");
+    }
+    return rows;
   }
 
   absl::StatusOr<std::vector<UserRecord>> ListAdmins(
