@@ -17,6 +17,7 @@
 #include "google/protobuf/wire_format_lite.h"
 #include "services/gateway/domain/openapi.h"
 #include "services/gateway/domain/transcoder.h"
+#include "services/gateway/domain/unsubscribe_page.h"
 
 namespace guestlist::gateway {
 namespace {
@@ -390,6 +391,28 @@ HttpResponse JsonResponse(int status, std::string body) {
   return r;
 }
 
+// GET on the link in an email's body: a page whose button makes the
+// one-click POST; a GET itself changes nothing.
+HttpResponse UnsubscribePage(absl::string_view raw_query) {
+  std::string token;
+  if (auto query = ParseQuery(raw_query); query.ok()) {
+    for (const auto& [name, value] : *query) {
+      if (name == "token") token = value;
+    }
+  }
+  HttpResponse r;
+  const bool plausible = IsPlausibleUnsubscribeToken(token);
+  r.status = plausible ? 200 : 400;
+  r.headers.emplace_back("content-type", "text/html; charset=utf-8");
+  r.headers.emplace_back("cache-control", "no-store");
+  r.headers.emplace_back("referrer-policy", "no-referrer");
+  r.headers.emplace_back("content-security-policy",
+                         "default-src 'none'; form-action 'self'");
+  r.body =
+      plausible ? UnsubscribeConfirmationPage(token) : UnsubscribeBadLinkPage();
+  return r;
+}
+
 }  // namespace
 
 Gateway::Gateway(RouteTable routes, std::vector<Upstream> upstreams,
@@ -627,6 +650,10 @@ Dispatch Gateway::OnRequest(const HttpRequestHead& head, Reply reply) {
                            "text/plain; version=0.0.4; charset=utf-8");
     r.body = metrics_.Render();
     return replied(std::move(r));
+  }
+  if (head.path == "/v1/unsubscribe" && head.method == "GET") {
+    *route_label = "/v1/unsubscribe";
+    return replied(UnsubscribePage(head.query));
   }
   if (head.path == "/v1/openapi.json" && head.method == "GET") {
     *route_label = "/v1/openapi.json";

@@ -25,6 +25,7 @@ namespace guestlist::gateway {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 namespace id = ::guestlist::identity::v1;
 namespace mb = ::guestlist::membership::v1;
 namespace nt = ::guestlist::notification::v1;
@@ -569,6 +570,27 @@ TEST_F(GatewayTest, OneClickUnsubscribe) {
   EXPECT_THAT(form.body, HasSubstr("\"recipient\":\"for:tok1\""));
   HttpResult json = PostJson("/v1/unsubscribe", R"({"token":"tok2"})");
   EXPECT_THAT(json.body, HasSubstr("\"recipient\":\"for:tok2\""));
+}
+
+// The link in an email's body: a GET shows a page whose button makes the
+// one-click POST, and unsubscribes no one by itself (link scanners).
+TEST_F(GatewayTest, UnsubscribeLinkShowsAConfirmationPage) {
+  HttpResult page = Get("/v1/unsubscribe?token=abc.DEF_-9");
+  EXPECT_EQ(page.status, 200);
+  EXPECT_EQ(page.headers["content-type"], "text/html; charset=utf-8");
+  EXPECT_EQ(page.headers["cache-control"], "no-store");
+  EXPECT_THAT(page.body,
+              HasSubstr("<form method=\"post\" "
+                        "action=\"/v1/unsubscribe?token=abc.DEF_-9\">"));
+  EXPECT_THAT(page.body, HasSubstr("name=\"List-Unsubscribe\" "
+                                   "value=\"One-Click\""));
+  EXPECT_THAT(page.body, Not(HasSubstr("recipient")));
+  // Markup in a forged link is refused, never echoed.
+  HttpResult forged = Get("/v1/unsubscribe?token=%3Cscript%3E");
+  EXPECT_EQ(forged.status, 400);
+  EXPECT_THAT(forged.body, Not(HasSubstr("<script>")));
+  EXPECT_THAT(forged.body, HasSubstr("incomplete"));
+  EXPECT_EQ(Get("/v1/unsubscribe").status, 400);
 }
 
 TEST_F(GatewayTest, CorsPreflightAndHeaders) {
