@@ -51,6 +51,11 @@ void OutboxRelay::Register(const std::string& topic, Handler handler) {
   handlers_[topic] = std::move(handler);
 }
 
+void OutboxRelay::RegisterBatch(const std::string& topic,
+                                BatchHandler handler) {
+  batch_handlers_[topic] = std::move(handler);
+}
+
 void OutboxRelay::Start() {
   thread_ = std::thread([this] {
     while (!stopping_) {
@@ -93,23 +98,45 @@ absl::StatusOr<int> OutboxRelay::RunOnce() {
                            ".outbox WHERE NOT dead AND next_attempt_at <= "
                            "now() ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"),
               {pg::Int(options_.batch_size)}));
-  int delivered = 0;
+  // Outcome of each claimed row: batch topics are delivered together, the
+  // others one by one in id order.
+  std::vector<absl::Status> outcome(rows.rows());
+  std::map<std::string, std::vector<int>> batched;
+  for (int i = 0; i < rows.rows(); ++i) {
+    if (batch_handlers_.count(rows.Get(i, 1))) {
+      batched[rows.Get(i, 1)].push_back(i);
+    }
+  }
+  for (const auto& [topic, indexes] : batched) {
+    std::vector<std::string> payloads;
+    for (int i : indexes) {
+      payloads.push_back(absl::HexStringToBytes(rows.Get(i, 2)));
+    }
+    std::vector<absl::Status> results = batch_handlers_[topic](payloads);
+    for (size_t k = 0; k < indexes.size(); ++k) {
+      outcome[indexes[k]] = k < results.size()
+                                ? results[k]
+                                : absl::InternalError("no result for this row");
+    }
+  }
+  for (int i = 0; i < rows.rows(); ++i) {
+    const std::string topic = rows.Get(i, 1);
+    if (batched.count(topic)) continue;
+    auto handler = handlers_.find(topic);
+    outcome[i] =
+        handler == handlers_.end()
+            ? absl::UnimplementedError(absl::StrCat("no handler for ", topic))
+            : handler->second(absl::HexStringToBytes(rows.Get(i, 2)));
+  }
+  std::vector<std::string> done;
   absl::BitGen gen;
   for (int i = 0; i < rows.rows(); ++i) {
     const std::string id = rows.Get(i, 0);
     const std::string topic = rows.Get(i, 1);
     const int attempts = static_cast<int>(rows.GetInt(i, 3)) + 1;
-    auto handler = handlers_.find(topic);
-    absl::Status s =
-        handler == handlers_.end()
-            ? absl::UnimplementedError(absl::StrCat("no handler for ", topic))
-            : handler->second(absl::HexStringToBytes(rows.Get(i, 2)));
+    const absl::Status& s = outcome[i];
     if (s.ok()) {
-      RETURN_IF_ERROR(
-          tx.Exec(absl::StrCat("DELETE FROM ", schema_, ".outbox WHERE id=$1"),
-                  {id})
-              .status());
-      ++delivered;
+      done.push_back(id);
       continue;
     }
     // Exponential backoff with full jitter, capped.
@@ -134,6 +161,14 @@ absl::StatusOr<int> OutboxRelay::RunOnce() {
                  absl::StrCat(delay)})
             .status());
   }
+  if (!done.empty()) {
+    RETURN_IF_ERROR(
+        tx.Exec(absl::StrCat("DELETE FROM ", schema_,
+                             ".outbox WHERE id = ANY($1::bigint[])"),
+                {pg::TextArray(done)})
+            .status());
+  }
+  const int delivered = static_cast<int>(done.size());
   RETURN_IF_ERROR(tx.Commit());
   return delivered;
 }

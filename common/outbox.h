@@ -9,6 +9,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -33,6 +34,10 @@ class OutboxRelay final {
   // Delivers one payload. OK deletes the row; an error retries it later
   // (after max_attempts it is parked with dead = true and logged).
   using Handler = std::function<absl::Status(const std::string& payload)>;
+  // Delivers every due payload of one topic in one go (e.g. one batch RPC
+  // instead of one call per row); returns one status per payload, in order.
+  using BatchHandler = std::function<std::vector<absl::Status>(
+      const std::vector<std::string>& payloads)>;
 
   struct Options {
     absl::Duration poll_interval = absl::Milliseconds(200);
@@ -47,6 +52,8 @@ class OutboxRelay final {
   ~OutboxRelay();
 
   void Register(const std::string& topic, Handler handler);
+  // For topics whose order relative to other topics does not matter.
+  void RegisterBatch(const std::string& topic, BatchHandler handler);
   // Starts the background thread; Stop() joins it.
   void Start();
   void Stop();
@@ -60,6 +67,7 @@ class OutboxRelay final {
   const std::string schema_;
   const Options options_;
   std::map<std::string, Handler> handlers_;
+  std::map<std::string, BatchHandler> batch_handlers_;
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   absl::Mutex mu_;

@@ -95,6 +95,40 @@ TEST_F(OutboxTest, ConcurrentRelaysDeliverEachMessageOnce) {
   EXPECT_EQ(calls.load(), 200);
 }
 
+// A batch topic's due rows reach its handler in one call; rows it fails are
+// retried later, the others deleted; other topics still go one by one.
+TEST_F(OutboxTest, BatchTopicIsDeliveredInOneCallWithPerRowOutcomes) {
+  Enqueue("email", "e1");
+  Enqueue("sync", "s1");
+  Enqueue("email", "e2");
+  Enqueue("email", "bad");
+  std::vector<std::vector<std::string>> batches;
+  std::vector<std::string> singles;
+  OutboxRelay relay(pool_, "svc");
+  relay.RegisterBatch("email", [&](const std::vector<std::string>& payloads) {
+    batches.push_back(payloads);
+    std::vector<absl::Status> out;
+    for (const auto& p : payloads) {
+      out.push_back(p == "bad" ? absl::UnavailableError("try later")
+                               : absl::OkStatus());
+    }
+    return out;
+  });
+  relay.Register("sync", [&](const std::string& p) {
+    singles.push_back(p);
+    return absl::OkStatus();
+  });
+  auto n = relay.RunOnce();
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 3);
+  ASSERT_EQ(batches.size(), 1u);
+  EXPECT_EQ(batches[0], (std::vector<std::string>{"e1", "e2", "bad"}));
+  EXPECT_EQ(singles, std::vector<std::string>{"s1"});
+  EXPECT_EQ(db_->Psql("SELECT encode(payload, 'escape'), attempts, "
+                      "last_error LIKE '%try later%' FROM svc.outbox"),
+            "bad|1|t\n");
+}
+
 TEST_F(OutboxTest, IdempotencyReplaysAndRejectsADifferentBody) {
   IdempotencyStore store("svc", "secret");
   {

@@ -124,6 +124,18 @@ class FakeNotification final : public nv1::NotificationService::Service {
     sent_.push_back(*req);
     return grpc::Status::OK;
   }
+  grpc::Status BatchSendEmail(grpc::ServerContext* ctx,
+                              const nv1::BatchSendEmailRequest* req,
+                              nv1::BatchSendEmailResponse*) override {
+    absl::MutexLock lock(&mu_);
+    if (down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "down");
+    if (!HasInternalCredential(*ctx, kInternalToken)) {
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "internal only");
+    }
+    ++batches_;
+    for (const auto& m : req->messages()) sent_.push_back(m);
+    return grpc::Status::OK;
+  }
   std::vector<nv1::SendEmailRequest> SentTo(const std::string& to,
                                             const std::string& tmpl) {
     absl::MutexLock lock(&mu_);
@@ -136,6 +148,7 @@ class FakeNotification final : public nv1::NotificationService::Service {
   absl::Mutex mu_;
   bool down_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<nv1::SendEmailRequest> sent_ ABSL_GUARDED_BY(mu_);
+  int batches_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 struct Env {

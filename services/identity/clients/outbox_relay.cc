@@ -1,5 +1,6 @@
 #include "services/identity/clients/outbox_relay.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,34 @@ OutboxRelay::Handler Handler(const char* topic,
     }
     return s;
   };
+}
+
+// One BatchSendEmail per 500 payloads; when notification refuses a batch
+// as malformed, its messages go one by one so only the bad one is dropped.
+std::vector<absl::Status> SendEmailsInBatches(
+    NotificationClient* notification,
+    const std::vector<std::string>& payloads) {
+  constexpr size_t kMaxBatch = 500;  // notification's limit
+  const OutboxRelay::Handler one_by_one = Handler<nv1::SendEmailRequest>(
+      kTopicSendEmail,
+      [notification](const auto& r) { return notification->SendEmail(r); });
+  std::vector<absl::Status> out(payloads.size());
+  for (size_t begin = 0; begin < payloads.size(); begin += kMaxBatch) {
+    const size_t end = std::min(payloads.size(), begin + kMaxBatch);
+    nv1::BatchSendEmailRequest batch;
+    bool parsed = true;
+    for (size_t i = begin; i < end && parsed; ++i) {
+      parsed = batch.add_messages()->ParseFromString(payloads[i]);
+    }
+    absl::Status s = parsed ? notification->BatchSendEmail(batch)
+                            : absl::InvalidArgumentError("unparsable row");
+    for (size_t i = begin; i < end; ++i) {
+      out[i] = s.code() == absl::StatusCode::kInvalidArgument
+                   ? one_by_one(payloads[i])
+                   : s;
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -91,11 +120,12 @@ void RegisterOutboxHandlers(OutboxRelay* relay, MembershipClient* membership,
             }
             return absl::OkStatus();
           }));
-  relay->Register(kTopicSendEmail,
-                  Handler<nv1::SendEmailRequest>(
-                      kTopicSendEmail, [notification](const auto& r) {
-                        return notification->SendEmail(r);
-                      }));
+  // Emails due together (a burst of invites) go in one BatchSendEmail.
+  relay->RegisterBatch(
+      kTopicSendEmail,
+      [notification](const std::vector<std::string>& payloads) {
+        return SendEmailsInBatches(notification, payloads);
+      });
   relay->Register(kTopicSyncUsers,
                   Handler<mv1::SyncUsersRequest>(
                       kTopicSyncUsers, [membership](const auto& r) {

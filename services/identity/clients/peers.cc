@@ -74,4 +74,13 @@ absl::Status GrpcNotificationClient::SendEmail(
   return PeerStatus(stub_->SendEmail(&ctx, request, &response), "notification");
 }
 
+absl::Status GrpcNotificationClient::BatchSendEmail(
+    const nv1::BatchSendEmailRequest& request) {
+  grpc::ClientContext ctx;
+  AttachInternalCredential(&ctx, internal_token_, timeout_);
+  nv1::BatchSendEmailResponse response;
+  return PeerStatus(stub_->BatchSendEmail(&ctx, request, &response),
+                    "notification");
+}
+
 }  // namespace guestlist::identity

@@ -38,6 +38,15 @@ class NotificationClient {
  public:
   virtual ~NotificationClient() = default;
   virtual absl::Status SendEmail(const nv1::SendEmailRequest& request) = 0;
+  // Queues several emails in one call, all or none (notification refuses
+  // the whole batch when one message is malformed). By default one by one.
+  virtual absl::Status BatchSendEmail(
+      const nv1::BatchSendEmailRequest& request) {
+    for (const auto& m : request.messages()) {
+      if (absl::Status s = SendEmail(m); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
 };
 
 class GrpcMembershipClient final : public MembershipClient {
@@ -74,6 +83,8 @@ class GrpcNotificationClient final : public NotificationClient {
         timeout_(timeout) {}
 
   absl::Status SendEmail(const nv1::SendEmailRequest& request) override;
+  absl::Status BatchSendEmail(
+      const nv1::BatchSendEmailRequest& request) override;
 
  private:
   std::shared_ptr<nv1::NotificationService::StubInterface> stub_;
