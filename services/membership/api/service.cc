@@ -2,7 +2,6 @@
 
 #include <utility>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/server.h"
@@ -14,12 +13,6 @@ namespace {
 
 constexpr int kMaxBatch = 1000;
 constexpr int kMaxChecks = 100;
-
-absl::Status RequireUuid(const std::string& value, const char* field) {
-  if (IsUuid(value)) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, " must be a UUID, got \"", value, "\""));
-}
 
 // [a-z0-9]+(-[a-z0-9]+)*, at most 63 characters.
 bool ValidSlug(const std::string& slug) {
@@ -43,10 +36,6 @@ v1::LicenseUsage ToProto(const LicenseUsage& u) {
   p.set_single_group_guests(u.single_group_guests);
   p.set_available(u.available());
   return p;
-}
-
-absl::Status GroupNotFound(const std::string& id) {
-  return absl::NotFoundError(absl::StrCat("group ", id, " not found"));
 }
 
 // Runs a handler body inside a RequestScope (request id + access log).
@@ -80,6 +69,7 @@ MembershipServiceImpl::MembershipServiceImpl(Authenticator* auth,
       pool_(pool),
       clock_(clock),
       store_(pool, clock),
+      authz_(&store_, clock, cache),
       idempotency_("membership", "") {}
 
 template <typename Fn>
@@ -98,58 +88,7 @@ grpc::Status MembershipServiceImpl::ServeWrite(grpc::ServerContext* ctx,
 absl::StatusOr<MembershipServiceImpl::Caller> MembershipServiceImpl::Resolve(
     const grpc::ServerContext& ctx, bool load_copy) {
   ASSIGN_OR_RETURN(Principal p, auth_->Authenticate(ctx));
-  Caller c;
-  if (p.is_operator() || p.is_internal()) {
-    c.privileged = true;
-    c.internal = p.is_internal();
-    c.kind = Kind::kAdmin;
-    return c;
-  }
-  c.workspace_id = p.workspace_id();
-  if (p.user_id().empty()) {
-    c.api_key = true;
-    c.kind = Kind::kMember;
-    return c;
-  }
-  c.user_id = p.user_id();
-  c.kind = static_cast<Kind>(p.kind());
-  if (load_copy) {
-    // Membership's own copy is the freshest word on kind and status (a
-    // suspension synced by identity bites here even if the token cache
-    // has not expired yet).
-    ASSIGN_OR_RETURN(std::optional<User> copy, store_.GetUser(c.user_id));
-    if (copy.has_value()) {
-      if (auto inactive = InactiveReason(*copy, clock_->Now())) {
-        return absl::PermissionDeniedError(*inactive);
-      }
-      c.kind = copy->kind;
-      c.workspace_id = copy->workspace_id;
-    }
-  }
-  return c;
-}
-
-absl::Status MembershipServiceImpl::RequireWorkspace(const Caller& c,
-                                                     const std::string& ws) {
-  RETURN_IF_ERROR(RequireUuid(ws, "workspace_id"));
-  if (!c.privileged && c.workspace_id != ws) {
-    return absl::PermissionDeniedError(
-        "you can only access your own workspace");
-  }
-  ASSIGN_OR_RETURN(std::optional<Workspace> w, store_.GetWorkspace(ws));
-  if (!w.has_value()) {
-    return absl::NotFoundError(absl::StrCat("workspace ", ws, " not found"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status MembershipServiceImpl::RequireAdmin(const Caller& c,
-                                                 const std::string& ws) {
-  RETURN_IF_ERROR(RequireWorkspace(c, ws));
-  if (c.privileged || (!c.api_key && c.kind == Kind::kAdmin)) {
-    return absl::OkStatus();
-  }
-  return absl::PermissionDeniedError("only workspace admins may do this");
+  return authz_.Resolve(p, load_copy);
 }
 
 absl::Status MembershipServiceImpl::RequireInternal(
@@ -158,25 +97,6 @@ absl::Status MembershipServiceImpl::RequireInternal(
   if (p.is_internal()) return absl::OkStatus();
   return absl::PermissionDeniedError(
       "this method is internal: only guestlist services may call it");
-}
-
-absl::StatusOr<v1::Group> MembershipServiceImpl::VisibleGroup(
-    const Caller& c, const std::string& group_id, Role* role) {
-  RETURN_IF_ERROR(RequireUuid(group_id, "group_id"));
-  ASSIGN_OR_RETURN(std::optional<v1::Group> g, store_.GetGroup(group_id));
-  // Groups of other workspaces and groups the caller may not see are all
-  // NOT_FOUND, so their existence does not leak.
-  if (!g.has_value()) return GroupNotFound(group_id);
-  if (c.privileged) {
-    *role = Role::kNone;
-    return *g;
-  }
-  if (g->workspace_id() != c.workspace_id) return GroupNotFound(group_id);
-  ASSIGN_OR_RETURN(*role, store_.GetRole(group_id, c.user_id));
-  if (!CanSeeGroup(c.kind, static_cast<Visibility>(g->visibility()), *role)) {
-    return GroupNotFound(group_id);
-  }
-  return *g;
 }
 
 template <typename Req, typename Resp, typename Fn>
@@ -215,7 +135,7 @@ absl::Status MembershipServiceImpl::DoCreateApp(const grpc::ServerContext& ctx,
                                                 const v1::CreateAppRequest& req,
                                                 v1::App* resp) {
   ASSIGN_OR_RETURN(Caller c, Resolve(ctx));
-  RETURN_IF_ERROR(RequireAdmin(c, req.workspace_id()));
+  RETURN_IF_ERROR(authz_.RequireAdmin(c, req.workspace_id()));
   if (!ValidSlug(req.app().slug())) {
     return absl::InvalidArgumentError(absl::StrCat(
         "app.slug \"", req.app().slug(),
@@ -247,7 +167,7 @@ grpc::Status MembershipServiceImpl::ListApps(grpc::ServerContext* ctx,
                                              v1::ListAppsResponse* resp) {
   return Serve(ctx, "ListApps", [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Caller c, Resolve(*ctx));
-    RETURN_IF_ERROR(RequireWorkspace(c, req->workspace_id()));
+    RETURN_IF_ERROR(authz_.RequireWorkspace(c, req->workspace_id()));
     ASSIGN_OR_RETURN(
         *resp, store_.ListApps(req->workspace_id(), Viewer{c.kind, c.user_id},
                                req->page_size(), req->page_token()));
@@ -266,7 +186,7 @@ grpc::Status MembershipServiceImpl::DeleteApp(grpc::ServerContext* ctx,
       return absl::NotFoundError(
           absl::StrCat("app ", req->app_id(), " not found"));
     }
-    RETURN_IF_ERROR(RequireAdmin(c, app->workspace_id()));
+    RETURN_IF_ERROR(authz_.RequireAdmin(c, app->workspace_id()));
     return store_.DeleteApp(req->app_id());
   });
 }
@@ -279,7 +199,7 @@ absl::Status MembershipServiceImpl::DoCreateGroup(
     const grpc::ServerContext& ctx, const v1::CreateGroupRequest& req,
     v1::Group* resp) {
   ASSIGN_OR_RETURN(Caller c, Resolve(ctx));
-  RETURN_IF_ERROR(RequireWorkspace(c, req.workspace_id()));
+  RETURN_IF_ERROR(authz_.RequireWorkspace(c, req.workspace_id()));
   if (c.kind == Kind::kGuest) {
     return absl::PermissionDeniedError("guests cannot create groups");
   }
@@ -316,7 +236,7 @@ grpc::Status MembershipServiceImpl::ListGroups(grpc::ServerContext* ctx,
                                                v1::ListGroupsResponse* resp) {
   return Serve(ctx, "ListGroups", [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Caller c, Resolve(*ctx));
-    RETURN_IF_ERROR(RequireWorkspace(c, req->workspace_id()));
+    RETURN_IF_ERROR(authz_.RequireWorkspace(c, req->workspace_id()));
     ASSIGN_OR_RETURN(
         *resp, store_.ListGroups(req->workspace_id(), Viewer{c.kind, c.user_id},
                                  req->page_size(), req->page_token()));
@@ -330,7 +250,7 @@ grpc::Status MembershipServiceImpl::GetGroup(grpc::ServerContext* ctx,
   return Serve(ctx, "GetGroup", [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Caller c, Resolve(*ctx));
     Role role;
-    ASSIGN_OR_RETURN(*resp, VisibleGroup(c, req->group_id(), &role));
+    ASSIGN_OR_RETURN(*resp, authz_.VisibleGroup(c, req->group_id(), &role));
     return absl::OkStatus();
   });
 }
@@ -340,7 +260,8 @@ absl::Status MembershipServiceImpl::DoUpdateGroup(
     v1::Group* resp) {
   ASSIGN_OR_RETURN(Caller c, Resolve(ctx));
   Role role;
-  ASSIGN_OR_RETURN(v1::Group current, VisibleGroup(c, req.group_id(), &role));
+  ASSIGN_OR_RETURN(v1::Group current,
+                   authz_.VisibleGroup(c, req.group_id(), &role));
   const bool group_admin = role == Role::kGroupAdmin && c.kind != Kind::kGuest;
   if (!(c.privileged || (!c.api_key && c.kind == Kind::kAdmin) ||
         group_admin)) {
@@ -399,7 +320,8 @@ grpc::Status MembershipServiceImpl::DeleteGroup(
   return ServeWrite(ctx, "DeleteGroup", [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Caller c, Resolve(*ctx));
     Role role;
-    ASSIGN_OR_RETURN(v1::Group g, VisibleGroup(c, req->group_id(), &role));
+    ASSIGN_OR_RETURN(v1::Group g,
+                     authz_.VisibleGroup(c, req->group_id(), &role));
     const bool group_admin =
         role == Role::kGroupAdmin && c.kind != Kind::kGuest;
     if (!(c.privileged || (!c.api_key && c.kind == Kind::kAdmin) ||
@@ -420,7 +342,8 @@ absl::Status MembershipServiceImpl::DoAddGroupMember(
     v1::GroupMember* resp) {
   ASSIGN_OR_RETURN(Caller c, Resolve(ctx));
   Role caller_role;
-  ASSIGN_OR_RETURN(v1::Group g, VisibleGroup(c, req.group_id(), &caller_role));
+  ASSIGN_OR_RETURN(v1::Group g,
+                   authz_.VisibleGroup(c, req.group_id(), &caller_role));
   RETURN_IF_ERROR(RequireUuid(req.user_id(), "user_id"));
   ASSIGN_OR_RETURN(std::optional<User> target, store_.GetUser(req.user_id()));
   if (!target || target->workspace_id != g.workspace_id()) {
@@ -496,7 +419,8 @@ grpc::Status MembershipServiceImpl::ListGroupMembers(
   return Serve(ctx, "ListGroupMembers", [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Caller c, Resolve(*ctx));
     Role role;
-    ASSIGN_OR_RETURN(v1::Group g, VisibleGroup(c, req->group_id(), &role));
+    ASSIGN_OR_RETURN(v1::Group g,
+                     authz_.VisibleGroup(c, req->group_id(), &role));
     ASSIGN_OR_RETURN(*resp,
                      store_.ListGroupMembers(req->group_id(), req->page_size(),
                                              req->page_token()));
@@ -510,7 +434,8 @@ grpc::Status MembershipServiceImpl::RemoveGroupMember(
   return ServeWrite(ctx, "RemoveGroupMember", [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Caller c, Resolve(*ctx));
     Role role;
-    ASSIGN_OR_RETURN(v1::Group g, VisibleGroup(c, req->group_id(), &role));
+    ASSIGN_OR_RETURN(v1::Group g,
+                     authz_.VisibleGroup(c, req->group_id(), &role));
     RETURN_IF_ERROR(RequireUuid(req->user_id(), "user_id"));
     const bool allowed =
         c.privileged || (!c.api_key && c.kind == Kind::kAdmin) ||
@@ -545,7 +470,7 @@ grpc::Status MembershipServiceImpl::SetAppPrivilege(
       return absl::NotFoundError(
           absl::StrCat("app ", req->app_id(), " not found"));
     }
-    RETURN_IF_ERROR(RequireAdmin(c, app->workspace_id()));
+    RETURN_IF_ERROR(authz_.RequireAdmin(c, app->workspace_id()));
     ASSIGN_OR_RETURN(*resp,
                      store_.SetAppPrivilege(app->workspace_id(), req->app_id(),
                                             req->user_id(), req->privilege()));
@@ -565,7 +490,7 @@ grpc::Status MembershipServiceImpl::RemoveAppPrivilege(
       return absl::NotFoundError(
           absl::StrCat("app ", req->app_id(), " not found"));
     }
-    RETURN_IF_ERROR(RequireAdmin(c, app->workspace_id()));
+    RETURN_IF_ERROR(authz_.RequireAdmin(c, app->workspace_id()));
     return store_.RemoveAppPrivilege(req->app_id(), req->user_id());
   });
 }
@@ -575,7 +500,7 @@ grpc::Status MembershipServiceImpl::ListAppAccess(
     v1::ListAppAccessResponse* resp) {
   return Serve(ctx, "ListAppAccess", [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Caller c, Resolve(*ctx));
-    RETURN_IF_ERROR(RequireAdmin(c, req->workspace_id()));
+    RETURN_IF_ERROR(authz_.RequireAdmin(c, req->workspace_id()));
     ASSIGN_OR_RETURN(*resp, store_.ListAppAccess(*req));
     return absl::OkStatus();
   });
@@ -586,7 +511,7 @@ grpc::Status MembershipServiceImpl::GetLicenseUsage(
     v1::LicenseUsage* resp) {
   return Serve(ctx, "GetLicenseUsage", [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Caller c, Resolve(*ctx));
-    RETURN_IF_ERROR(RequireAdmin(c, req->workspace_id()));
+    RETURN_IF_ERROR(authz_.RequireAdmin(c, req->workspace_id()));
     ASSIGN_OR_RETURN(LicenseUsage u,
                      store_.GetLicenseUsage(req->workspace_id()));
     *resp = ToProto(u);
@@ -599,7 +524,7 @@ grpc::Status MembershipServiceImpl::ListDirectory(
     v1::ListDirectoryResponse* resp) {
   return Serve(ctx, "ListDirectory", [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Caller c, Resolve(*ctx));
-    RETURN_IF_ERROR(RequireWorkspace(c, req->workspace_id()));
+    RETURN_IF_ERROR(authz_.RequireWorkspace(c, req->workspace_id()));
     ASSIGN_OR_RETURN(*resp,
                      store_.ListDirectory(*req, Viewer{c.kind, c.user_id}));
     return absl::OkStatus();
@@ -610,83 +535,12 @@ grpc::Status MembershipServiceImpl::ListDirectory(
 // Check
 // ---------------------------------------------------------------------------
 
-absl::StatusOr<v1::CheckResponse> MembershipServiceImpl::CheckOne(
-    const Caller& c, const v1::CheckRequest& req) {
-  ASSIGN_OR_RETURN(Permission permission, ParsePermission(req.permission()));
-  ASSIGN_OR_RETURN(Resource resource, ParseResource(req.resource()));
-  if (resource.type != ResourceTypeFor(permission)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("permission ", req.permission(), " does not apply to ",
-                     req.resource()));
-  }
-  std::string subject = req.user_id();
-  if (subject.empty()) {
-    if (c.user_id.empty()) {
-      return absl::InvalidArgumentError(
-          "user_id is required when the caller is not a user");
-    }
-    subject = c.user_id;
-  }
-  RETURN_IF_ERROR(RequireUuid(subject, "user_id"));
-  subject = absl::AsciiStrToLower(subject);  // one cache key per user
-  CheckFacts facts;
-  if (cache_ != nullptr) {
-    ASSIGN_OR_RETURN(facts, cache_->LoadFacts(subject, resource));
-  } else {
-    ASSIGN_OR_RETURN(facts, store_.LoadFacts(subject, resource));
-  }
-  const absl::Time now = clock_->Now();
-  Caller caller = c;
-  if (!caller.privileged) {
-    if (subject == caller.user_id) {
-      // The caller's own copy decides, so a suspension synced by identity
-      // bites on the next call even inside the token cache window.
-      if (facts.subject) {
-        if (auto inactive = InactiveReason(*facts.subject, now)) {
-          return absl::PermissionDeniedError(*inactive);
-        }
-      }
-    } else {
-      if (!c.user_id.empty()) {
-        // The asking user's own status, from the copy (as above).
-        std::optional<User> me;
-        if (cache_ != nullptr) {
-          ASSIGN_OR_RETURN(me, cache_->LookupUser(c.user_id));
-        } else {
-          ASSIGN_OR_RETURN(me, store_.GetUser(c.user_id));
-        }
-        if (me) {
-          if (auto inactive = InactiveReason(*me, now)) {
-            return absl::PermissionDeniedError(*inactive);
-          }
-          caller.kind = me->kind;  // fresher than the token cache
-          caller.workspace_id = me->workspace_id;
-        }
-      }
-      const bool may_ask = caller.api_key || caller.kind == Kind::kAdmin;
-      if (!may_ask) {
-        return absl::PermissionDeniedError(
-            "only admins may check another user's permissions");
-      }
-      if (facts.subject && facts.subject->workspace_id != caller.workspace_id) {
-        return absl::PermissionDeniedError(
-            "user_id belongs to another workspace");
-      }
-    }
-  }
-  Decision d = Decide(permission, facts, now);
-  v1::CheckResponse resp;
-  resp.set_allowed(d.allowed);
-  resp.set_reason(d.reason);
-  return resp;
-}
-
 grpc::Status MembershipServiceImpl::Check(grpc::ServerContext* ctx,
                                           const v1::CheckRequest* req,
                                           v1::CheckResponse* resp) {
   return Serve(ctx, "Check", [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Caller c, Resolve(*ctx, /*load_copy=*/false));
-    ASSIGN_OR_RETURN(*resp, CheckOne(c, *req));
+    ASSIGN_OR_RETURN(*resp, authz_.Check(c, *req));
     return absl::OkStatus();
   });
 }
@@ -702,7 +556,7 @@ grpc::Status MembershipServiceImpl::BatchCheck(grpc::ServerContext* ctx,
                        req->checks_size()));
     }
     for (const v1::CheckRequest& check : req->checks()) {
-      ASSIGN_OR_RETURN(*resp->add_results(), CheckOne(c, check));
+      ASSIGN_OR_RETURN(*resp->add_results(), authz_.Check(c, check));
     }
     return absl::OkStatus();
   });

@@ -1,7 +1,7 @@
 // gRPC handlers of guestlist.membership.v1.MembershipService: authenticate
-// the caller, check the workspace and the caller's rights, convert between
-// proto and domain, and delegate to the store. The rules themselves live in
-// domain/.
+// the caller, convert between proto and domain, and delegate to the
+// Authorizer (who may do what, Check; api/authorizer.h) and the store. The
+// rules themselves live in domain/.
 #pragma once
 
 #include <memory>
@@ -12,6 +12,7 @@
 #include "common/idempotency.h"
 #include "common/pg.h"
 #include "guestlist/membership/v1/membership.grpc.pb.h"
+#include "services/membership/api/authorizer.h"
 #include "services/membership/storage/check_cache.h"
 #include "services/membership/storage/store.h"
 
@@ -96,28 +97,13 @@ class MembershipServiceImpl final : public v1::MembershipService::Service {
                                  const v1::ListAppRecipientsRequest* req,
                                  v1::ListAppRecipientsResponse* resp) override;
 
-  // Who is calling, as membership sees it.
-  struct Caller {
-    bool privileged = false;  // operator or internal credential
-    bool internal = false;
-    bool api_key = false;
-    std::string user_id;
-    std::string workspace_id;
-    Kind kind = Kind::kUnspecified;
-  };
+  using Caller = ::guestlist::membership::Caller;
 
  private:
+  // Authenticates the call; the rest is Authorizer::Resolve.
   absl::StatusOr<Caller> Resolve(const grpc::ServerContext& ctx,
                                  bool load_copy = true);
-  absl::Status RequireWorkspace(const Caller& c, const std::string& ws);
-  absl::Status RequireAdmin(const Caller& c, const std::string& ws);
   absl::Status RequireInternal(const grpc::ServerContext& ctx);
-  // Loads a group the caller may see; NotFound otherwise. Sets `role`.
-  absl::StatusOr<v1::Group> VisibleGroup(const Caller& c,
-                                         const std::string& group_id,
-                                         Role* role);
-  absl::StatusOr<v1::CheckResponse> CheckOne(const Caller& c,
-                                             const v1::CheckRequest& req);
 
   absl::Status DoCreateApp(const grpc::ServerContext& ctx,
                            const v1::CreateAppRequest& req, v1::App* resp);
@@ -152,6 +138,7 @@ class MembershipServiceImpl final : public v1::MembershipService::Service {
   pg::Pool* pool_;
   const Clock* clock_;
   MembershipStore store_;
+  Authorizer authz_;  // reads through store_ (and cache_ for Check)
   IdempotencyStore idempotency_;
 };
 

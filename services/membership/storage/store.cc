@@ -35,18 +35,19 @@ constexpr char kLockWorkspace[] =
     "SELECT license_count, members_can_invite_guests FROM "
     "membership.workspaces WHERE id = $1 FOR UPDATE";
 
-// Licence usage of a workspace: one pass over its counted users.
+// Licence usage of a workspace: the counters V003's triggers keep exact on
+// every write, so a check under the workspace lock is O(1).
 constexpr char kUsage[] =
-    "SELECT w.license_count,"
-    " count(u.id) FILTER (WHERE u.kind IN (1, 2)),"
-    " count(u.id) FILTER (WHERE u.kind = 3 AND gc.n >= 2),"
-    " count(u.id) FILTER (WHERE u.kind = 3 AND gc.n < 2) "
-    "FROM membership.workspaces w "
-    "LEFT JOIN membership.users u ON u.workspace_id = w.id "
-    " AND u.status NOT IN (1, 6) "
-    "LEFT JOIN LATERAL (SELECT count(*) AS n FROM membership.group_members gm"
-    " WHERE gm.user_id = u.id) gc ON u.kind = 3 "
-    "WHERE w.id = $1 GROUP BY w.license_count";
+    "SELECT license_count, used_by_members, used_by_multi_group_guests, "
+    "single_group_guests FROM membership.workspaces WHERE id = $1";
+
+// Locks the workspace of a group before its memberships change: licence
+// counters live on the workspace row, so every writer that may move them
+// takes that lock first (the same order as ApplyGrants), never after
+// holding user or membership rows (which could deadlock).
+constexpr char kLockGroupWorkspace[] =
+    "SELECT w.id FROM membership.groups g JOIN membership.workspaces w ON "
+    "w.id = g.workspace_id WHERE g.id = $1 FOR UPDATE OF w";
 
 google::protobuf::Timestamp ToProtoTime(absl::Time t) {
   google::protobuf::Timestamp ts;
@@ -145,6 +146,9 @@ absl::StatusOr<LicenseUsage> QueryUsage(Exec&& exec, const std::string& ws) {
   return u;
 }
 
+// Usage as seen by `tx`, which must hold the workspace lock: no other
+// writer can move the counters until it commits, and each statement of a
+// READ COMMITTED transaction sees everything committed before it.
 absl::StatusOr<LicenseUsage> TxUsage(pg::Transaction& tx,
                                      const std::string& ws) {
   return QueryUsage(
@@ -627,12 +631,17 @@ absl::Status MembershipStore::SyncUsers(
 absl::Status MembershipStore::DeleteUsers(const std::string& ws,
                                           const std::vector<std::string>& ids) {
   if (ids.empty()) return absl::OkStatus();
-  return pool_
-      ->Exec(
-          "DELETE FROM membership.users WHERE workspace_id = $1 AND "
-          "id = ANY($2::uuid[])",
-          {ws, pg::TextArray(ids)})
-      .status();
+  ASSIGN_OR_RETURN(pg::PooledConnection conn, pool_->Acquire());
+  pg::Transaction tx(conn);
+  RETURN_IF_ERROR(tx.status());
+  // The delete moves the licence counters: lock the workspace first.
+  ASSIGN_OR_RETURN(pg::Result lock, tx.Exec(kLockWorkspace, {ws}));
+  if (lock.rows() == 0) return absl::OkStatus();  // nothing was ever synced
+  RETURN_IF_ERROR(tx.Exec("DELETE FROM membership.users WHERE workspace_id = "
+                          "$1 AND id = ANY($2::uuid[])",
+                          {ws, pg::TextArray(ids)})
+                      .status());
+  return tx.Commit();
 }
 
 absl::StatusOr<std::optional<User>> MembershipStore::GetUser(
@@ -973,13 +982,21 @@ absl::StatusOr<v1::Group> MembershipStore::UpdateGroup(
 }
 
 absl::Status MembershipStore::DeleteGroup(const std::string& id) {
+  ASSIGN_OR_RETURN(pg::PooledConnection conn, pool_->Acquire());
+  pg::Transaction tx(conn);
+  RETURN_IF_ERROR(tx.status());
+  // The cascade to group_members moves the licence counters.
+  ASSIGN_OR_RETURN(pg::Result lock, tx.Exec(kLockGroupWorkspace, {id}));
+  if (lock.rows() == 0) {
+    return absl::NotFoundError(absl::StrCat("group ", id, " not found"));
+  }
   ASSIGN_OR_RETURN(
       pg::Result r,
-      pool_->Exec("DELETE FROM membership.groups WHERE id = $1", {id}));
+      tx.Exec("DELETE FROM membership.groups WHERE id = $1", {id}));
   if (r.AffectedRows() == 0) {
     return absl::NotFoundError(absl::StrCat("group ", id, " not found"));
   }
-  return absl::OkStatus();
+  return tx.Commit();
 }
 
 // ---------------------------------------------------------------------------
@@ -1090,6 +1107,13 @@ absl::Status MembershipStore::RemoveGroupMember(const std::string& group_id,
   ASSIGN_OR_RETURN(pg::PooledConnection conn, pool_->Acquire());
   pg::Transaction tx(conn);
   RETURN_IF_ERROR(tx.status());
+  // The removal moves the licence counters.
+  ASSIGN_OR_RETURN(pg::Result ws_lock,
+                   tx.Exec(kLockGroupWorkspace, {group_id}));
+  if (ws_lock.rows() == 0) {
+    return absl::NotFoundError(
+        absl::StrCat("user ", user_id, " is not a member of the group"));
+  }
   // Lock the group's memberships so two admins cannot remove each other.
   ASSIGN_OR_RETURN(pg::Result all,
                    tx.Exec("SELECT user_id, role FROM membership.group_members"

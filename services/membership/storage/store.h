@@ -2,7 +2,9 @@
 // groups, memberships, privileges, licence accounting and the facts a
 // Check needs (one query per Check). Every change that can take a licence
 // locks the workspace row (SELECT ... FOR UPDATE) first, in the same
-// transaction, so concurrent grants are serialized per workspace.
+// transaction, so concurrent grants are serialized per workspace. Licence
+// usage is read from counters on that row, kept exact by triggers (V003),
+// so the locked section is O(1) in the workspace's size.
 #pragma once
 
 #include <optional>
@@ -16,6 +18,7 @@
 #include "services/membership/domain/licenses.h"
 #include "services/membership/domain/model.h"
 #include "services/membership/domain/permissions.h"
+#include "services/membership/storage/repository.h"
 
 namespace guestlist::membership {
 
@@ -26,14 +29,15 @@ struct Viewer {
   std::string user_id;  // empty for non-user principals
 };
 
-class MembershipStore final {
+class MembershipStore final : public MembershipRepository {
  public:
   MembershipStore(pg::Pool* pool, const Clock* clock)
       : pool_(pool), clock_(clock) {}
 
   // --- copies fed by identity -------------------------------------------
   // nullopt when the workspace was never synced.
-  absl::StatusOr<std::optional<Workspace>> GetWorkspace(const std::string& id);
+  absl::StatusOr<std::optional<Workspace>> GetWorkspace(
+      const std::string& id) override;
   // Errors: FailedPrecondition when lowering license_count below usage.
   absl::StatusOr<LicenseUsage> SyncWorkspace(const v1::WorkspaceRecord& record);
   // All-or-nothing upsert (newer versions only), licence-checked.
@@ -42,13 +46,13 @@ class MembershipStore final {
   absl::Status DeleteUsers(const std::string& workspace_id,
                            const std::vector<std::string>& ids);
   // nullopt for an unknown user.
-  absl::StatusOr<std::optional<User>> GetUser(const std::string& id);
+  absl::StatusOr<std::optional<User>> GetUser(const std::string& id) override;
   absl::StatusOr<LicenseUsage> GetLicenseUsage(const std::string& ws);
 
   // --- authorization ----------------------------------------------------
   // Loads everything Decide() needs in one query.
   absl::StatusOr<CheckFacts> LoadFacts(const std::string& subject_id,
-                                       const Resource& resource);
+                                       const Resource& resource) override;
 
   // --- apps -------------------------------------------------------------
   // Errors: AlreadyExists (slug taken).
@@ -69,9 +73,10 @@ class MembershipStore final {
   absl::StatusOr<v1::Group> CreateGroup(const std::string& ws,
                                         const v1::Group& group,
                                         const std::string& creator_id);
-  absl::StatusOr<std::optional<v1::Group>> GetGroup(const std::string& id);
+  absl::StatusOr<std::optional<v1::Group>> GetGroup(
+      const std::string& id) override;
   absl::StatusOr<Role> GetRole(const std::string& group_id,
-                               const std::string& user_id);
+                               const std::string& user_id) override;
   absl::StatusOr<v1::ListGroupsResponse> ListGroups(const std::string& ws,
                                                     const Viewer& viewer,
                                                     int page_size,

@@ -1,0 +1,393 @@
+// Licence counters (V003) against a throwaway PostgreSQL: after every step
+// of a mixed sequence of writes (bulk inserts, status and kind changes,
+// groups added and removed, a group with members deleted, users deleted,
+// bulk ApplyGrants, SyncUsers, a user moved between workspaces) the
+// counters on membership.workspaces and users.group_count equal a full
+// recount, and GetLicenseUsage reports them. Also: bulk statements and FK
+// cascades cost one trigger call per statement, and counter updates do not
+// notify the Check caches of a workspace change.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/clock.h"
+#include "common/migrations.h"
+#include "gtest/gtest.h"
+#include "services/membership/migrations.h"
+#include "services/membership/storage/store.h"
+#include "tests/testing/postgres.h"
+
+namespace guestlist::membership {
+namespace {
+
+// The recount the counters replaced (the former kUsage of store.cc): one
+// pass over every counted user with a per-guest count of its groups.
+constexpr char kRecount[] =
+    "SELECT w.license_count,"
+    " count(u.id) FILTER (WHERE u.kind IN (1, 2)),"
+    " count(u.id) FILTER (WHERE u.kind = 3 AND gc.n >= 2),"
+    " count(u.id) FILTER (WHERE u.kind = 3 AND gc.n < 2) "
+    "FROM membership.workspaces w "
+    "LEFT JOIN membership.users u ON u.workspace_id = w.id "
+    " AND u.status NOT IN (1, 6) "
+    "LEFT JOIN LATERAL (SELECT count(*) AS n FROM membership.group_members gm"
+    " WHERE gm.user_id = u.id) gc ON u.kind = 3 "
+    "WHERE w.id = $1 GROUP BY w.license_count";
+
+constexpr char kCounters[] =
+    "SELECT license_count, used_by_members, used_by_multi_group_guests, "
+    "single_group_guests FROM membership.workspaces WHERE id = $1";
+
+std::string Uuid(int kind, int n) {
+  return absl::StrFormat("00000000-0000-4000-%04d-%012d", 8000 + kind, n);
+}
+// Users 8000-..., groups 8001-..., workspaces 8002-..., apps 8003-...
+std::string UserId(int n) { return Uuid(0, n); }
+std::string GroupId(int n) { return Uuid(1, n); }
+const std::string kWs1 = Uuid(2, 1);
+const std::string kWs2 = Uuid(2, 2);
+
+class LicenseCountersTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    db_ = new guestlist::testing::TestPostgres();
+    pool_ = new pg::Pool({.conninfo = db_->ConnInfo(), .max_size = 4});
+    absl::Status s = RunMigrations(*pool_, "membership", Migrations());
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  static void TearDownTestSuite() {
+    delete pool_;
+    delete db_;
+  }
+
+  void Exec(const std::string& sql, const pg::Params& params = {}) {
+    absl::StatusOr<pg::Result> r = pool_->Exec(sql, params);
+    ASSERT_TRUE(r.ok()) << r.status() << "\n" << sql;
+  }
+
+  std::vector<int64_t> Row(const char* sql, const std::string& ws) {
+    absl::StatusOr<pg::Result> r = pool_->Exec(sql, {ws});
+    EXPECT_TRUE(r.ok()) << r.status();
+    std::vector<int64_t> out;
+    if (!r.ok() || r->rows() != 1) return out;
+    for (int c = 0; c < 4; ++c) out.push_back(r->GetInt(0, c));
+    return out;
+  }
+
+  // Counters == recount for both workspaces; group_count == count(*) for
+  // every user. `step` names the failing step.
+  void ExpectExact(const std::string& step) {
+    SCOPED_TRACE(step);
+    for (const std::string& ws : {kWs1, kWs2}) {
+      const std::vector<int64_t> recount = Row(kRecount, ws);
+      EXPECT_EQ(Row(kCounters, ws), recount) << "workspace " << ws;
+      absl::StatusOr<LicenseUsage> usage = store_.GetLicenseUsage(ws);
+      ASSERT_TRUE(usage.ok()) << usage.status();
+      ASSERT_EQ(recount.size(), 4u);
+      EXPECT_EQ(usage->used_by_members, recount[1]);
+      EXPECT_EQ(usage->used_by_multi_group_guests, recount[2]);
+      EXPECT_EQ(usage->single_group_guests, recount[3]);
+    }
+    absl::StatusOr<pg::Result> drift = pool_->Exec(
+        "SELECT count(*) FROM membership.users u WHERE u.group_count <> "
+        "(SELECT count(*) FROM membership.group_members m "
+        "WHERE m.user_id = u.id)");
+    ASSERT_TRUE(drift.ok()) << drift.status();
+    EXPECT_EQ(drift->GetInt(0, 0), 0) << "users with a wrong group_count";
+  }
+
+  // The workspace row's version (xmin): changes iff the row was written.
+  std::string RowVersion(const std::string& ws) {
+    absl::StatusOr<pg::Result> r = pool_->Exec(
+        "SELECT xmin::text FROM membership.workspaces WHERE id = $1", {ws});
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() && r->rows() == 1 ? r->Get(0, 0) : "";
+  }
+
+  static v1::UserGrants Grants(const std::string& id, const std::string& ws,
+                               v1::DirectoryUser::Kind kind, int64_t version,
+                               const std::vector<std::string>& groups) {
+    v1::UserGrants g;
+    v1::UserRecord* u = g.mutable_user();
+    u->set_id(id);
+    u->set_workspace_id(ws);
+    u->set_username(absl::StrCat("user-", id));
+    u->set_kind(kind);
+    u->set_status(v1::DirectoryUser::ACTIVE);
+    u->set_version(version);
+    for (const std::string& gid : groups) g.add_group_ids(gid);
+    return g;
+  }
+
+  static guestlist::testing::TestPostgres* db_;
+  static pg::Pool* pool_;
+  SystemClock clock_;
+  MembershipStore store_{pool_, &clock_};
+};
+
+guestlist::testing::TestPostgres* LicenseCountersTest::db_ = nullptr;
+pg::Pool* LicenseCountersTest::pool_ = nullptr;
+
+TEST_F(LicenseCountersTest, CountersEqualFullRecountAfterMixedWrites) {
+  for (const std::string& ws : {kWs1, kWs2}) {
+    v1::WorkspaceRecord w;
+    w.set_workspace_id(ws);
+    w.set_license_count(100000);
+    w.set_members_can_invite_guests(true);
+    w.set_version(1);
+    ASSERT_TRUE(store_.SyncWorkspace(w).ok());
+  }
+  ExpectExact("empty workspaces");
+
+  // One bulk statement across both workspaces: users 1..600, every kind
+  // and status (1 admin, 2 member, 3 guest; status 1..6).
+  Exec(
+      "INSERT INTO membership.users (id, workspace_id, username, kind, "
+      "status, version) SELECT ('00000000-0000-4000-8000-' || "
+      "lpad(i::text, 12, '0'))::uuid, CASE WHEN i % 2 = 0 THEN $1::uuid "
+      "ELSE $2::uuid END, 'u' || i, CASE WHEN i % 10 = 0 THEN 1 "
+      "WHEN i % 10 < 4 THEN 2 ELSE 3 END, 1 + (i / 10) % 6, 1 "
+      "FROM generate_series(1, 600) i",
+      {kWs1, kWs2});
+  ExpectExact("bulk insert of users");
+
+  // 10 groups per workspace (odd group numbers in kWs2).
+  Exec(
+      "INSERT INTO membership.groups (id, workspace_id, name, visibility) "
+      "SELECT ('00000000-0000-4000-8001-' || lpad(i::text, 12, '0'))::uuid, "
+      "CASE WHEN i % 2 = 0 THEN $1::uuid ELSE $2::uuid END, 'g' || i, "
+      "1 + i % 3 FROM generate_series(1, 20) i",
+      {kWs1, kWs2});
+  // Memberships in one statement: user i joins i % 4 groups of its own
+  // workspace (0, 1, 2 or 3 groups).
+  Exec(
+      "INSERT INTO membership.group_members (group_id, user_id) "
+      "SELECT ('00000000-0000-4000-8001-' || "
+      "lpad((2 * k - i % 2)::text, 12, '0'))::uuid, "
+      "('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid "
+      "FROM generate_series(1, 600) i, generate_series(1, 3) k "
+      "WHERE k <= i % 4");
+  ExpectExact("bulk insert of memberships");
+  {
+    absl::StatusOr<pg::Result> r = pool_->Exec(
+        "SELECT count(*) FROM membership.users WHERE group_count >= 2 AND "
+        "kind = 3 AND status NOT IN (1, 6)");
+    ASSERT_TRUE(r.ok());
+    EXPECT_GT(r->GetInt(0, 0), 0) << "the sequence must cover multi-group "
+                                     "guests";
+  }
+
+  // Status changes: some to suspended (still counted), archived, requested,
+  // and back to active.
+  Exec("UPDATE membership.users SET status = 4 WHERE username LIKE 'u%7'");
+  Exec("UPDATE membership.users SET status = 6 WHERE username LIKE 'u%3'");
+  Exec("UPDATE membership.users SET status = 1 WHERE username LIKE 'u%9'");
+  ExpectExact("status changes");
+  Exec("UPDATE membership.users SET status = 3 WHERE username LIKE 'u%9'");
+  ExpectExact("requested back to active");
+
+  // Kind changes: guests become members (a multi-group guest's licence
+  // becomes a member's).
+  Exec(
+      "UPDATE membership.users SET kind = 2 WHERE kind = 3 AND "
+      "username LIKE 'u%5'");
+  ExpectExact("guest -> member");
+
+  // A change that moves no counter does not write the workspace row.
+  const std::string before = RowVersion(kWs1);
+  Exec("UPDATE membership.users SET first_name = 'x' WHERE workspace_id = $1",
+       {kWs1});
+  Exec(
+      "UPDATE membership.group_members SET role = 2 WHERE user_id IN "
+      "(SELECT id FROM membership.users WHERE kind = 2)");
+  EXPECT_EQ(RowVersion(kWs1), before);
+  ExpectExact("names and roles");
+
+  // Removing groups: multi-group guests drop to single-group ones.
+  Exec(
+      "DELETE FROM membership.group_members WHERE group_id IN ($1, $2) AND "
+      "user_id IN (SELECT id FROM membership.users WHERE kind = 3)",
+      {GroupId(2), GroupId(3)});
+  ExpectExact("groups removed from guests");
+
+  // Deleting a group with members (FK cascade), through the store.
+  ASSERT_TRUE(store_.DeleteGroup(GroupId(4)).ok());
+  ASSERT_TRUE(store_.DeleteGroup(GroupId(5)).ok());
+  ExpectExact("groups with members deleted");
+
+  // Deleting users with memberships (FK cascade), through the store.
+  ASSERT_TRUE(
+      store_.DeleteUsers(kWs1, {UserId(2), UserId(6), UserId(14), UserId(22)})
+          .ok());
+  Exec(
+      "DELETE FROM membership.users WHERE username LIKE 'u%1' AND "
+      "workspace_id = $1",
+      {kWs2});
+  ExpectExact("users deleted");
+
+  // Bulk ApplyGrants: new guests in one and two groups, an existing guest
+  // moved to two groups, another replaced down to none, a new member.
+  v1::ApplyGrantsRequest req;
+  req.set_workspace_id(kWs1);
+  req.set_best_effort(true);
+  for (int i = 1000; i < 1050; ++i) {
+    std::vector<std::string> groups = {GroupId(6)};
+    if (i % 2 == 0) groups.push_back(GroupId(8));
+    *req.add_users() =
+        Grants(UserId(i), kWs1, v1::DirectoryUser::GUEST, 1, groups);
+  }
+  *req.add_users() = Grants(UserId(1100), kWs1, v1::DirectoryUser::MEMBER, 1,
+                            {GroupId(6), GroupId(8), GroupId(10)});
+  *req.add_users() = Grants(UserId(8), kWs1, v1::DirectoryUser::GUEST, 50,
+                            {GroupId(10), GroupId(12)});
+  v1::UserGrants replaced =
+      Grants(UserId(16), kWs1, v1::DirectoryUser::GUEST, 50, {});
+  replaced.set_replace(true);
+  *req.add_users() = replaced;
+  absl::StatusOr<v1::ApplyGrantsResponse> applied = store_.ApplyGrants(req);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_TRUE(applied->applied());
+  for (const v1::UserGrantResult& r : applied->results()) {
+    EXPECT_TRUE(r.ok()) << r.DebugString();
+  }
+  ExpectExact("bulk ApplyGrants");
+  // The usage ApplyGrants reports is the one now stored.
+  const std::vector<int64_t> now = Row(kCounters, kWs1);
+  EXPECT_EQ(applied->usage_after().used_by_members(), now[1]);
+  EXPECT_EQ(applied->usage_after().used_by_multi_group_guests(), now[2]);
+  EXPECT_EQ(applied->usage_after().single_group_guests(), now[3]);
+
+  // SyncUsers: a guest converted to a member, another archived.
+  v1::UserRecord convert =
+      Grants(UserId(1002), kWs1, v1::DirectoryUser::MEMBER, 2, {}).user();
+  v1::UserRecord archive =
+      Grants(UserId(1003), kWs1, v1::DirectoryUser::GUEST, 2, {}).user();
+  archive.set_status(v1::DirectoryUser::ARCHIVED);
+  ASSERT_TRUE(store_.SyncUsers({convert, archive}).ok());
+  ExpectExact("SyncUsers");
+
+  // Single memberships through the store.
+  ASSERT_TRUE(
+      store_.AddGroupMember(kWs1, GroupId(12), UserId(1001), Role::kMember)
+          .ok());
+  ASSERT_TRUE(store_.RemoveGroupMember(GroupId(6), UserId(1000)).ok());
+  ExpectExact("AddGroupMember / RemoveGroupMember");
+
+  // A user moved to the other workspace leaves one set of counters for the
+  // other in the same statement.
+  Exec("UPDATE membership.users SET workspace_id = $2 WHERE id = $1",
+       {UserId(1100), kWs2});
+  ExpectExact("user moved between workspaces");
+}
+
+TEST_F(LicenseCountersTest, BulkInsertIsOneTriggerCallNotOnePerRow) {
+  const std::string ws = Uuid(2, 3);
+  v1::WorkspaceRecord w;
+  w.set_workspace_id(ws);
+  w.set_license_count(10);
+  w.set_version(1);
+  ASSERT_TRUE(store_.SyncWorkspace(w).ok());
+  absl::StatusOr<pg::PooledConnection> conn = pool_->Acquire();
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  pg::Transaction tx(*conn);
+  ASSERT_TRUE(tx.status().ok()) << tx.status();
+  ASSERT_TRUE(tx.Exec("SET LOCAL track_functions = 'pl'").ok());
+  // 50,000 invited guests in one statement.
+  ASSERT_TRUE(
+      tx.Exec("INSERT INTO membership.users (id, workspace_id, username, "
+              "kind, status, version) SELECT ('00000000-0000-4000-8004-' || "
+              "lpad(i::text, 12, '0'))::uuid, $1, 'bulk' || i, 3, 2, 1 "
+              "FROM generate_series(1, 50000) i",
+              {ws})
+          .ok());
+  absl::StatusOr<pg::Result> calls = tx.Exec(
+      "SELECT calls FROM pg_stat_xact_user_functions WHERE "
+      "funcname = 'count_licenses'");
+  ASSERT_TRUE(calls.ok()) << calls.status();
+  ASSERT_EQ(calls->rows(), 1);
+  EXPECT_EQ(calls->GetInt(0, 0), 1) << "one trigger call per statement";
+  ASSERT_TRUE(tx.Commit().ok());
+  absl::StatusOr<LicenseUsage> usage = store_.GetLicenseUsage(ws);
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  EXPECT_EQ(usage->single_group_guests, 50000);
+  EXPECT_EQ(usage->used(), 0);
+  EXPECT_EQ(Row(kCounters, ws), Row(kRecount, ws));
+
+  // Deleting them all cascades to group_members; the cascade's statement
+  // triggers fire once for the whole statement, not once per user.
+  absl::StatusOr<pg::PooledConnection> conn2 = pool_->Acquire();
+  ASSERT_TRUE(conn2.ok()) << conn2.status();
+  pg::Transaction del(*conn2);
+  ASSERT_TRUE(del.Exec("SET LOCAL track_functions = 'pl'").ok());
+  ASSERT_TRUE(
+      del.Exec("DELETE FROM membership.users WHERE workspace_id = $1", {ws})
+          .ok());
+  absl::StatusOr<pg::Result> del_calls = del.Exec(
+      "SELECT calls FROM pg_stat_xact_user_functions WHERE "
+      "funcname = 'count_user_groups'");
+  ASSERT_TRUE(del_calls.ok()) << del_calls.status();
+  ASSERT_EQ(del_calls->rows(), 1);
+  EXPECT_EQ(del_calls->GetInt(0, 0), 1);
+  ASSERT_TRUE(del.Commit().ok());
+  EXPECT_EQ(Row(kCounters, ws), Row(kRecount, ws));
+}
+
+// Counter updates write the workspace row, but they are not authorization
+// changes: they must not make every replica's Check cache drop the
+// workspace's groups (V002 notified on every workspaces UPDATE).
+TEST_F(LicenseCountersTest, CounterChangesDoNotNotifyWorkspaceChanges) {
+  const std::string ws = Uuid(2, 4);
+  v1::WorkspaceRecord w;
+  w.set_workspace_id(ws);
+  w.set_license_count(10);
+  w.set_members_can_invite_guests(true);
+  w.set_version(1);
+  ASSERT_TRUE(store_.SyncWorkspace(w).ok());
+  Exec(
+      "INSERT INTO membership.groups (id, workspace_id, name, visibility) "
+      "VALUES ($1, $2, 'n1', 1), ($3, $2, 'n2', 1)",
+      {GroupId(901), ws, GroupId(902)});
+
+  pg::Connection listener(PQconnectdb(db_->ConnInfo().c_str()));
+  ASSERT_TRUE(listener.healthy());
+  ASSERT_TRUE(listener.ExecScript("LISTEN membership_authz").ok());
+  // Everything committed before a round trip has been delivered after it.
+  auto drain = [&listener]() {
+    std::vector<std::string> payloads;
+    EXPECT_TRUE(listener.Exec("SELECT 1").ok());
+    while (PGnotify* n = PQnotifies(listener.raw())) {
+      payloads.emplace_back(n->extra);
+      PQfreemem(n);
+    }
+    return payloads;
+  };
+
+  v1::ApplyGrantsRequest req;
+  req.set_workspace_id(ws);
+  *req.add_users() = Grants(UserId(9001), ws, v1::DirectoryUser::GUEST, 1,
+                            {GroupId(901), GroupId(902)});
+  *req.add_users() =
+      Grants(UserId(9002), ws, v1::DirectoryUser::MEMBER, 1, {GroupId(901)});
+  absl::StatusOr<v1::ApplyGrantsResponse> applied = store_.ApplyGrants(req);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  ASSERT_TRUE(applied->applied());
+  EXPECT_EQ(applied->usage_after().used_by_members(), 1);
+  EXPECT_EQ(applied->usage_after().used_by_multi_group_guests(), 1);
+  for (const std::string& p : drain()) {
+    EXPECT_NE(p.substr(0, 2), "w:") << p;
+    EXPECT_NE(p, "*");
+  }
+
+  // A settings change still notifies.
+  w.set_members_can_invite_guests(false);
+  w.set_version(2);
+  ASSERT_TRUE(store_.SyncWorkspace(w).ok());
+  const std::vector<std::string> payloads = drain();
+  EXPECT_NE(std::find(payloads.begin(), payloads.end(), "w:" + ws),
+            payloads.end());
+}
+
+}  // namespace
+}  // namespace guestlist::membership
