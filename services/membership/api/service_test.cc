@@ -780,6 +780,43 @@ TEST_F(MembershipApiTest, ConcurrentGrantsNeverBothTakeTheLastLicence) {
   }
 }
 
+// Many writers at once near the limit: the write-first path (which checks
+// the counters just before commit) and the lock-first fallback together
+// hand out exactly the free licences, single-group guest cap included.
+TEST_F(MembershipApiTest, ManyConcurrentGrantsTakeExactlyTheFreeLicences) {
+  const std::string ws = Id(900);
+  SyncWorkspace(ws, 6, true);
+  AddUser(Record(Id(901), ws, "a@g.test", v1::DirectoryUser::ADMIN));
+  constexpr int kWriters = 16;
+  std::atomic<int> ok{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kWriters; ++t) {
+    threads.emplace_back([&, t] {
+      v1::ApplyGrantsRequest req;
+      req.set_workspace_id(ws);
+      // Half members (licence each), half guests (capped at the count).
+      *req.add_users()->mutable_user() = Record(
+          Id(910 + t), ws, absl::StrCat("u", t),
+          t % 2 == 0 ? v1::DirectoryUser::MEMBER : v1::DirectoryUser::GUEST);
+      v1::ApplyGrantsResponse resp;
+      grpc::Status s = Call(&Stub::ApplyGrants, kInternal, req, &resp);
+      ASSERT_TRUE(s.ok()) << s.error_message();
+      if (resp.applied()) {
+        ++ok;
+      } else {
+        EXPECT_EQ(resp.results(0).error_code(), 9);
+        ++refused;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  // 6 licences: the admin + 5 members; 6 single-group guests.
+  EXPECT_EQ(ok.load(), 5 + 6);
+  EXPECT_EQ(refused.load(), kWriters - 11);
+  EXPECT_EQ(Usage(ws).used_by_members(), 6);
+  EXPECT_EQ(Usage(ws).single_group_guests(), 6);
+}
+
 TEST_F(MembershipApiTest, ApplyGrantsBatchIsOneTransaction) {
   const std::string ws = Id(800);
   SyncWorkspace(ws, 2000, true);

@@ -196,8 +196,9 @@ struct GrantsOutcome {
 };
 
 // Plans and (unless `dry_run`) writes ApplyGrants for one workspace inside
-// `tx`. The workspace row must already be locked. When !best_effort and a
-// user fails, nothing is written.
+// `tx`. With the workspace row locked first the plan is exact; without,
+// the caller must check the counters before commit. When !best_effort and
+// a user fails, nothing is written.
 absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
     pg::Transaction& tx, const std::string& ws,
     const google::protobuf::RepeatedPtrField<v1::UserGrants>& users,
@@ -1417,8 +1418,53 @@ MembershipStore::ListAppRecipients(const v1::ListAppRecipientsRequest& req) {
   return resp;
 }
 
+std::optional<v1::ApplyGrantsResponse>
+MembershipStore::TryApplyGrantsOptimistically(
+    const v1::ApplyGrantsRequest& req) {
+  absl::StatusOr<pg::PooledConnection> conn = pool_->Acquire();
+  if (!conn.ok()) return std::nullopt;
+  pg::Transaction tx(*conn);
+  if (!tx.status().ok()) return std::nullopt;
+  // Planned against counters read without the lock; they may be stale.
+  absl::StatusOr<GrantsOutcome> out =
+      ApplyGrantsTx(tx, req.workspace_id(), req.users(), /*dry_run=*/false,
+                    req.best_effort(), /*touch_grants=*/true);
+  if (!out.ok() || out->any_failed) return std::nullopt;
+  // The writes moved the counters through V003's triggers, which locked
+  // the workspace row until commit: this read is exact, and no other
+  // writer can move the counters before the commit below.
+  absl::StatusOr<LicenseUsage> now = TxUsage(tx, req.workspace_id());
+  if (!now.ok()) return std::nullopt;
+  LicenseUsage before = *now;
+  before.used_by_members -=
+      out->after.used_by_members - out->before.used_by_members;
+  before.used_by_multi_group_guests -= out->after.used_by_multi_group_guests -
+                                       out->before.used_by_multi_group_guests;
+  before.single_group_guests -=
+      out->after.single_group_guests - out->before.single_group_guests;
+  // Over the limit now: roll back; the careful path words the refusal.
+  if (!CheckLicenseChange(before, *now, "").ok()) return std::nullopt;
+  if (!tx.Commit().ok()) return std::nullopt;
+  v1::ApplyGrantsResponse resp;
+  for (auto& r : out->results) *resp.add_results() = std::move(r);
+  resp.set_applied(true);
+  *resp.mutable_usage_after() = ToProto(*now);
+  return resp;
+}
+
 absl::StatusOr<v1::ApplyGrantsResponse> MembershipStore::ApplyGrants(
     const v1::ApplyGrantsRequest& req) {
+  // Most grants are far from the licence limit: write first and lock the
+  // workspace only for the last statements (a short queue per workspace).
+  // Any doubt (stale counters, a refusal, a deadlock) takes the careful
+  // path below, which locks first and decides user by user.
+  if (!req.dry_run()) {
+    if (std::optional<v1::ApplyGrantsResponse> fast =
+            TryApplyGrantsOptimistically(req);
+        fast.has_value()) {
+      return *std::move(fast);
+    }
+  }
   ASSIGN_OR_RETURN(pg::PooledConnection conn, pool_->Acquire());
   pg::Transaction tx(conn);
   RETURN_IF_ERROR(tx.status());

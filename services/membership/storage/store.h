@@ -125,6 +125,11 @@ class MembershipStore final : public MembershipRepository {
   // for shape by the caller).
   absl::StatusOr<v1::ApplyGrantsResponse> ApplyGrants(
       const v1::ApplyGrantsRequest& request);
+  // The fast path of ApplyGrants: writes without locking the workspace
+  // first, then checks the licence counters (whose triggers took the lock)
+  // just before commit. Nullopt when the careful path must decide.
+  std::optional<v1::ApplyGrantsResponse> TryApplyGrantsOptimistically(
+      const v1::ApplyGrantsRequest& request);
 
  private:
   pg::Pool* pool_;
