@@ -784,9 +784,9 @@ TEST_F(MembershipApiTest, ConcurrentGrantsNeverBothTakeTheLastLicence) {
 // the counters just before commit) and the lock-first fallback together
 // hand out exactly the free licences, single-group guest cap included.
 TEST_F(MembershipApiTest, ManyConcurrentGrantsTakeExactlyTheFreeLicences) {
-  const std::string ws = Id(900);
+  const std::string ws = Id(3900);
   SyncWorkspace(ws, 6, true);
-  AddUser(Record(Id(901), ws, "a@g.test", v1::DirectoryUser::ADMIN));
+  AddUser(Record(Id(3901), ws, "a@g.test", v1::DirectoryUser::ADMIN));
   constexpr int kWriters = 16;
   std::atomic<int> ok{0}, refused{0};
   std::vector<std::thread> threads;
@@ -796,7 +796,7 @@ TEST_F(MembershipApiTest, ManyConcurrentGrantsTakeExactlyTheFreeLicences) {
       req.set_workspace_id(ws);
       // Half members (licence each), half guests (capped at the count).
       *req.add_users()->mutable_user() = Record(
-          Id(910 + t), ws, absl::StrCat("u", t),
+          Id(3910 + t), ws, absl::StrCat("u", t),
           t % 2 == 0 ? v1::DirectoryUser::MEMBER : v1::DirectoryUser::GUEST);
       v1::ApplyGrantsResponse resp;
       grpc::Status s = Call(&Stub::ApplyGrants, kInternal, req, &resp);
