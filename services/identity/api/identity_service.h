@@ -203,6 +203,10 @@ class IdentityServiceImpl final : public v1::IdentityService::Service {
       const std::function<absl::Status(IdentityTx&, const v1::Invitation&)>&
           on_commit);
   absl::Status ValidateInviteSpec(const InviteSpec& spec);
+  absl::Status CheckMemberMayInvite(const grpc::ServerContext& ctx,
+                                    const Principal& caller,
+                                    const WorkspaceRecord& ws,
+                                    const InviteSpec& spec);
   absl::StatusOr<UserRecord> LoadUserFor(const Principal& caller,
                                          const std::string& user_id);
   OutboxMessage SyncUsersMessage(const UserRecord& user) const;

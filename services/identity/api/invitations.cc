@@ -119,6 +119,43 @@ OutboxMessage IdentityServiceImpl::InvitationEmail(
   return {kTopicSendEmail, email.SerializeAsString(), key};
 }
 
+// Members may invite guests only, where the workspace and each group allow.
+absl::Status IdentityServiceImpl::CheckMemberMayInvite(
+    const grpc::ServerContext& ctx, const Principal& caller,
+    const WorkspaceRecord& ws, const InviteSpec& spec) {
+  if (!IsUser(caller) || caller.kind() != v1::MEMBER) return absl::OkStatus();
+  if (spec.kind != v1::GUEST) {
+    return absl::PermissionDeniedError(
+        "members may invite guests only; ask an admin to invite members or "
+        "admins");
+  }
+  if (!ws.members_can_invite_guests) {
+    return absl::PermissionDeniedError(
+        "this workspace does not let members invite guests; ask an admin");
+  }
+  if (!spec.group_ids.empty()) {
+    membership::v1::BatchCheckRequest check;
+    for (const auto& g : spec.group_ids) {
+      auto* c = check.add_checks();
+      c->set_user_id(caller.user_id());
+      c->set_permission("group.invite_guest");
+      c->set_resource(absl::StrCat("groups/", g));
+    }
+    ASSIGN_OR_RETURN(membership::v1::BatchCheckResponse r,
+                     deps_.membership->BatchCheck(ctx, check));
+    for (int i = 0; i < static_cast<int>(spec.group_ids.size()); ++i) {
+      if (i >= r.results_size() || !r.results(i).allowed()) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "you may not invite guests into group ", spec.group_ids[i],
+            i < r.results_size() && !r.results(i).reason().empty()
+                ? absl::StrCat(": ", r.results(i).reason())
+                : ""));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
     const grpc::ServerContext& ctx, const Principal& caller, InviteSpec spec,
     const std::function<absl::Status(IdentityTx&, const v1::Invitation&)>&
@@ -134,6 +171,10 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
   }
   WorkspaceRecord ws;
   std::string inviter_name = "An administrator";
+  const std::string new_user_id = NewUuid(*deps_.random);
+  int64_t intent_id = 0;
+  // One transaction reads and checks what the invite depends on and, for a
+  // new user, commits the "invite in progress" intent row (see below).
   RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
     ASSIGN_OR_RETURN(ws, tx.GetWorkspace(spec.workspace_id, false));
     if (IsUser(caller)) {
@@ -153,44 +194,23 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
             "); resend its invitation or reactivate it instead"));
       }
     }
+    if (spec.kind == v1::GUEST && !spec.email.empty()) {
+      RETURN_IF_ERROR(CheckEmailDomain(spec.email, ws.allowed_email_domains,
+                                       ws.blocked_email_domains));
+    }
+    RETURN_IF_ERROR(CheckMemberMayInvite(ctx, caller, ws, spec));
+    if (!spec.existing_user.has_value()) {
+      membership::v1::DeleteUsersRequest undo;
+      undo.set_workspace_id(ws.id);
+      undo.add_user_ids(new_user_id);
+      ASSIGN_OR_RETURN(
+          intent_id,
+          tx.EnqueueDelayed(OutboxMessage{kTopicReconcileInvite,
+                                          undo.SerializeAsString(), ""},
+                            absl::Seconds(1)));
+    }
     return absl::OkStatus();
   }));
-  if (spec.kind == v1::GUEST && !spec.email.empty()) {
-    RETURN_IF_ERROR(CheckEmailDomain(spec.email, ws.allowed_email_domains,
-                                     ws.blocked_email_domains));
-  }
-  // Members may invite guests only, where the workspace and each group allow.
-  if (IsUser(caller) && caller.kind() == v1::MEMBER) {
-    if (spec.kind != v1::GUEST) {
-      return absl::PermissionDeniedError(
-          "members may invite guests only; ask an admin to invite members or "
-          "admins");
-    }
-    if (!ws.members_can_invite_guests) {
-      return absl::PermissionDeniedError(
-          "this workspace does not let members invite guests; ask an admin");
-    }
-    if (!spec.group_ids.empty()) {
-      membership::v1::BatchCheckRequest check;
-      for (const auto& g : spec.group_ids) {
-        auto* c = check.add_checks();
-        c->set_user_id(caller.user_id());
-        c->set_permission("group.invite_guest");
-        c->set_resource(absl::StrCat("groups/", g));
-      }
-      ASSIGN_OR_RETURN(membership::v1::BatchCheckResponse r,
-                       deps_.membership->BatchCheck(ctx, check));
-      for (int i = 0; i < static_cast<int>(spec.group_ids.size()); ++i) {
-        if (i >= r.results_size() || !r.results(i).allowed()) {
-          return absl::PermissionDeniedError(absl::StrCat(
-              "you may not invite guests into group ", spec.group_ids[i],
-              i < r.results_size() && !r.results(i).reason().empty()
-                  ? absl::StrCat(": ", r.results(i).reason())
-                  : ""));
-        }
-      }
-    }
-  }
 
   const absl::Time now = Now();
   UserRecord user;
@@ -200,7 +220,7 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
     user.status = v1::INVITED;
     user.access_expire_time = spec.access_expire_time;
   } else {
-    user.id = NewUuid(*deps_.random);
+    user.id = new_user_id;
     user.workspace_id = ws.id;
     user.username = spec.username.empty() ? absl::AsciiStrToLower(spec.email)
                                           : spec.username;
@@ -245,21 +265,6 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
     a->set_privilege(static_cast<membership::v1::AppPrivilegeGrant::Privilege>(
         p.privilege()));
   }
-  int64_t intent_id = 0;
-  if (!spec.existing_user.has_value()) {
-    membership::v1::DeleteUsersRequest undo;
-    undo.set_workspace_id(ws.id);
-    undo.add_user_ids(user.id);
-    RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
-      ASSIGN_OR_RETURN(
-          intent_id,
-          tx.EnqueueDelayed(OutboxMessage{kTopicReconcileInvite,
-                                          undo.SerializeAsString(), ""},
-                            absl::Seconds(1)));
-      return absl::OkStatus();
-    }));
-  }
-
   const bool send = spec.send_email && !user.email.empty();
   UserRecord saved;
   v1::Invitation out;
