@@ -54,23 +54,45 @@ absl::Status StatusFromResult(PGconn* conn, const PGresult* res) {
   if (message.empty()) message = PQerrorMessage(conn);
   while (!message.empty() && (message.back() == '\n' || message.back() == ' '))
     message.pop_back();
-  const std::string detail = absl::StrCat("database: ", message);
   if (PQstatus(conn) != CONNECTION_OK || state.rfind("08", 0) == 0 ||
       state.rfind("57P0", 0) == 0 || state.empty()) {
     return absl::UnavailableError(
         absl::StrCat("database unavailable, retry later (", message, ")"));
   }
-  if (state == "23505") return absl::AlreadyExistsError(detail);
-  if (state == "23503") return absl::FailedPreconditionError(detail);
-  if (state == "23514" || state == "23502" || state.rfind("22", 0) == 0)
-    return absl::InvalidArgumentError(detail);
-  if (state == "40001" || state == "40P01" || state == "55P03")
-    return absl::AbortedError(
-        absl::StrCat("concurrent update, retry the call (", message, ")"));
-  if (state == "57014") return absl::DeadlineExceededError(detail);
-  if (state == "53300" || state == "53200")
-    return absl::ResourceExhaustedError(detail);
-  return absl::InternalError(detail);
+  // The database's own text names tables and indexes and repeats the
+  // offending value (of any size): it goes to the log, never to the caller.
+  LogWarning("database statement failed",
+             {{"sqlstate", state},
+              {"error", message.size() > 300 ? message.substr(0, 300) + "..."
+                                             : message}});
+  if (state == "23505") {
+    return absl::AlreadyExistsError("a record with this value already exists");
+  }
+  if (state == "23503") {
+    return absl::FailedPreconditionError(
+        "a record this refers to does not exist, or is still referred to");
+  }
+  // Data exceptions (22), check / not-null violations, and values over the
+  // database's limits (54, e.g. a key too long for its index).
+  if (state == "23514" || state == "23502" || state.rfind("22", 0) == 0 ||
+      state.rfind("54", 0) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a value is malformed, out of range or too long (SQLSTATE ", state,
+        "); check the request's fields"));
+  }
+  if (state == "40001" || state == "40P01" || state == "55P03") {
+    return absl::AbortedError("concurrent update, retry the call");
+  }
+  if (state == "57014") {
+    return absl::DeadlineExceededError(
+        "the database statement was cancelled: the call's deadline passed");
+  }
+  if (state == "53300" || state == "53200") {
+    return absl::ResourceExhaustedError(
+        "the database is out of connections or memory, retry later");
+  }
+  return absl::InternalError(
+      absl::StrCat("internal database error (SQLSTATE ", state, ")"));
 }
 
 Connection::~Connection() { PQfinish(conn_); }
@@ -79,7 +101,14 @@ absl::StatusOr<Result> Connection::Exec(const std::string& sql,
                                         const Params& params) {
   std::vector<const char*> values;
   values.reserve(params.size());
-  for (const Param& p : params) values.push_back(p ? p->c_str() : nullptr);
+  for (const Param& p : params) {
+    // libpq takes C strings: a NUL would silently cut the value.
+    if (p && p->find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          "a text value contains a NUL byte (U+0000); remove it");
+    }
+    values.push_back(p ? p->c_str() : nullptr);
+  }
   PGresult* res =
       PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
                    values.data(), nullptr, nullptr, 0);

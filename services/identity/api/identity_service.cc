@@ -563,8 +563,15 @@ grpc::Status IdentityServiceImpl::Logout(grpc::ServerContext* ctx,
     RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
       ASSIGN_OR_RETURN(std::optional<SessionRecord> s,
                        tx.FindSession(Sha256Hex(*token)));
-      found = s.has_value() && s->expire_time > Now();
+      const absl::Time now = Now();
+      found = s.has_value() && s->expire_time > now;
       if (!s.has_value()) return absl::OkStatus();
+      if (found) {
+        // Like every other call: a suspended, expired or archived user's
+        // session no longer acts (its sessions are dead anyway).
+        ASSIGN_OR_RETURN(UserRecord user, tx.GetUser(s->user_id, false));
+        RETURN_IF_ERROR(CheckCanAct(EffectiveStatus(user, now)));
+      }
       return tx.DeleteSession(Sha256Hex(*token));
     }));
     if (!found) return absl::UnauthenticatedError("invalid or expired token");

@@ -16,8 +16,11 @@ absl::Status GroupNotFound(const std::string& id) {
 
 absl::Status RequireUuid(const std::string& value, const char* field) {
   if (IsUuid(value)) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, " must be a UUID, got \"", value, "\""));
+  // Quote only the start: the value may be of any size.
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, " must be a UUID, got \"",
+      value.size() > 40 ? absl::StrCat(value.substr(0, 36), "...") : value,
+      "\""));
 }
 
 absl::StatusOr<Caller> Authorizer::Resolve(const Principal& p, bool load_copy) {

@@ -11,6 +11,19 @@
 namespace guestlist::membership {
 namespace {
 
+// Names are shown in lists and must fit PostgreSQL's index entries (about
+// 2,700 bytes); descriptions are free text of a reasonable size.
+constexpr size_t kMaxNameBytes = 200;
+constexpr size_t kMaxDescriptionBytes = 4000;
+
+absl::Status RequireMaxLength(const std::string& value, const char* field,
+                              size_t max_bytes) {
+  if (value.size() <= max_bytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " is ", value.size(),
+                   " bytes; shorten it to at most ", max_bytes));
+}
+
 constexpr int kMaxBatch = 1000;
 constexpr int kMaxChecks = 100;
 
@@ -138,13 +151,15 @@ absl::Status MembershipServiceImpl::DoCreateApp(const grpc::ServerContext& ctx,
   RETURN_IF_ERROR(authz_.RequireAdmin(c, req.workspace_id()));
   if (!ValidSlug(req.app().slug())) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "app.slug \"", req.app().slug(),
+        "app.slug \"", req.app().slug().substr(0, 64),
         "\" must be lowercase letters, digits and single hyphens (e.g. "
         "sales-report), at most 63 characters"));
   }
   if (req.app().name().empty()) {
     return absl::InvalidArgumentError("app.name is required");
   }
+  RETURN_IF_ERROR(
+      RequireMaxLength(req.app().name(), "app.name", kMaxNameBytes));
   return Idempotent(absl::StrCat("CreateApp/", req.workspace_id()),
                     req.idempotency_key(), req, resp, [&]() -> absl::Status {
                       ASSIGN_OR_RETURN(
@@ -209,6 +224,10 @@ absl::Status MembershipServiceImpl::DoCreateGroup(
   if (req.group().name().empty()) {
     return absl::InvalidArgumentError("group.name is required");
   }
+  RETURN_IF_ERROR(
+      RequireMaxLength(req.group().name(), "group.name", kMaxNameBytes));
+  RETURN_IF_ERROR(RequireMaxLength(req.group().description(),
+                                   "group.description", kMaxDescriptionBytes));
   if (req.group().visibility() == v1::Group::VISIBILITY_UNSPECIFIED) {
     return absl::InvalidArgumentError(
         "group.visibility is required: OPEN, PRIVATE or SECRET");
@@ -296,6 +315,13 @@ absl::Status MembershipServiceImpl::DoUpdateGroup(
   for (const std::string& p : paths) {
     if (p == "name" && g.name().empty()) {
       return absl::InvalidArgumentError("group.name cannot be empty");
+    }
+    if (p == "name") {
+      RETURN_IF_ERROR(RequireMaxLength(g.name(), "group.name", kMaxNameBytes));
+    }
+    if (p == "description") {
+      RETURN_IF_ERROR(RequireMaxLength(g.description(), "group.description",
+                                       kMaxDescriptionBytes));
     }
     if (p == "visibility" &&
         g.visibility() == v1::Group::VISIBILITY_UNSPECIFIED) {
