@@ -701,7 +701,7 @@ TEST_F(IdentityTest, ListUsersWithManyAndFewMatchesOfAQuery) {
       "'@big.example.com', 'zed' || i || '@big.example.com', 'Z' || i, "
       "'Last', CASE WHEN i % 3 = 0 THEN 'MEMBER' ELSE 'GUEST' END, "
       "'INVITED', 1, now() - make_interval(secs => i), now() "
-      "FROM generate_series(0, 1499) i",
+      "FROM generate_series(0, 5999) i",
       {ws.workspace.id()});
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   auto list_all = [&](const std::string& order, const std::string& query,
@@ -712,7 +712,7 @@ TEST_F(IdentityTest, ListUsersWithManyAndFewMatchesOfAQuery) {
     req.set_order_by(order);
     req.set_query(query);
     req.set_kind(kind);
-    req.set_page_size(200);
+    req.set_page_size(500);
     for (int pages = 0; pages < 50; ++pages) {
       v1::ListUsersResponse resp;
       grpc::Status s =
@@ -730,20 +730,20 @@ TEST_F(IdentityTest, ListUsersWithManyAndFewMatchesOfAQuery) {
     int total = 0;
     std::vector<std::string> all =
         list_all(order, "ZED", v1::USER_KIND_UNSPECIFIED, &total);
-    EXPECT_EQ(all.size(), 1500u) << order;
-    EXPECT_EQ(std::set<std::string>(all.begin(), all.end()).size(), 1500u);
-    EXPECT_GT(total, 1000) << order;  // an estimate above the cap
+    EXPECT_EQ(all.size(), 6000u) << order;
+    EXPECT_EQ(std::set<std::string>(all.begin(), all.end()).size(), 6000u);
+    EXPECT_GT(total, 5000) << order;  // an estimate above the cap
     if (order == "email") {
       EXPECT_TRUE(std::is_sorted(all.begin(), all.end()));
     }
     if (order == "email desc") {
       EXPECT_TRUE(std::is_sorted(all.rbegin(), all.rend()));
     }
-    // zed1, zed10-19, zed100-199, zed1000-1499: exact below the cap.
+    // zed1, zed10-19, zed100-199, zed1000-1999: exact below the cap.
     std::vector<std::string> few =
         list_all(order, "zed1", v1::USER_KIND_UNSPECIFIED, &total);
-    EXPECT_EQ(total, 611) << order;
-    EXPECT_EQ(few.size(), 611u) << order;
+    EXPECT_EQ(total, 1111) << order;
+    EXPECT_EQ(few.size(), 1111u) << order;
     if (order == "email") {
       EXPECT_TRUE(std::is_sorted(few.begin(), few.end()));
     }
@@ -751,8 +751,8 @@ TEST_F(IdentityTest, ListUsersWithManyAndFewMatchesOfAQuery) {
   int total = 0;
   std::vector<std::string> members =
       list_all("name", "zed", v1::MEMBER, &total);
-  EXPECT_EQ(total, 500);
-  EXPECT_EQ(members.size(), 500u);
+  EXPECT_EQ(total, 2000);
+  EXPECT_EQ(members.size(), 2000u);
 }
 
 TEST_F(IdentityTest, NothingOfOneWorkspaceIsVisibleFromAnother) {

@@ -34,10 +34,12 @@ constexpr char kUserColumnsOfU[] =
 constexpr const char* kSearchColumns[] = {"email_lc", "username_lc", "first_lc",
                                           "last_lc", "name_lc"};
 
-// totalSize is exact up to this many matches of a query and the planner's
-// estimate above it (AIP-158 allows an estimate): an exact count of 10^5
-// matches costs hundreds of milliseconds, a capped one about one.
-constexpr int kExactCountCap = 1000;
+// A query whose every search key matches at most this many users is
+// answered from the union of the key ranges, with an exact totalSize; past
+// it, from a walk of the sort index, with the planner's estimate as
+// totalSize (AIP-158 allows one): an exact count of 10^5 matches costs
+// hundreds of milliseconds.
+constexpr int kBranchCap = 5000;
 
 constexpr char kWorkspaceColumns[] =
     "id, name, display_name, license_count, members_can_invite_guests, "
@@ -358,6 +360,7 @@ class PgTx final : public IdentityTx {
     UserPage page;
     // (id, sort key) of every matching user, in no particular order.
     std::string matching;
+    bool count_in_page = false;
     if (q.prefix.empty()) {
       if (q.count_total) {
         // The trigger-kept counters answer without reading users.
@@ -388,16 +391,26 @@ class PgTx final : public IdentityTx {
       }
       bool dense = false;
       if (q.count_total) {
-        ASSIGN_OR_RETURN(page.total, CountCapped(branches, params));
-        dense = page.total > kExactCountCap;
+        ASSIGN_OR_RETURN(dense, AnyBranchOverCap(branches, params));
         if (dense) {
           ASSIGN_OR_RETURN(int64_t estimate,
                            EstimateLargestBranch(branches, params));
           page.total =
-              static_cast<int>(std::max<int64_t>(kExactCountCap + 1, estimate));
+              static_cast<int>(std::max<int64_t>(kBranchCap + 1, estimate));
+        } else if (!q.after.has_value()) {
+          count_in_page = true;  // exact: the union is read whole anyway
+        } else {
+          ASSIGN_OR_RETURN(
+              pg::Result c,
+              tx_.Exec(absl::StrCat("SELECT count(*) FROM (",
+                                    absl::StrJoin(branches, " UNION "), ") m"),
+                       params));
+          page.total = static_cast<int>(c.GetInt(0, 0));
         }
       } else {
-        dense = q.after.has_value() && q.after->total > kExactCountCap;
+        // Later pages: either strategy gives the same rows in the same
+        // order (keyset); the first page's total says which is cheaper.
+        dense = q.after.has_value() && q.after->total > kBranchCap;
       }
       if (dense) {
         // Many matches: walk the sort index and filter on the search keys
@@ -409,7 +422,7 @@ class PgTx final : public IdentityTx {
         matching = absl::StrCat(rows_of_workspace, " AND (",
                                 absl::StrJoin(ors, " OR "), ")");
       } else {
-        // Few matches: unite the ranges, then sort at most the cap.
+        // Few matches per key: unite the ranges (index-only), sort them.
         matching = absl::StrJoin(branches, " UNION ");
       }
     }
@@ -428,16 +441,23 @@ class PgTx final : public IdentityTx {
     const char* dir = q.order.descending ? " DESC" : "";
     params.push_back(pg::Int(q.limit + 1));
     // Pick the page's ids from the indexes alone, then read only those rows.
+    // With count_in_page, every row also carries the number of matches
+    // (the window is computed before the LIMIT).
+    const char* count = count_in_page ? ", count(*) OVER () AS n" : "";
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec(absl::StrCat("SELECT ", kUserColumnsOfU,
-                              ", p.k FROM (SELECT id, k FROM (", matching,
+        tx_.Exec(absl::StrCat("SELECT ", kUserColumnsOfU, ", p.k",
+                              count_in_page ? ", p.n" : "",
+                              " FROM (SELECT id, k", count, " FROM (", matching,
                               ") m", after, " ORDER BY k", dir, ", id", dir,
                               " LIMIT $", params.size(),
                               ") p JOIN identity.users u ON u.id = p.id "
                               "ORDER BY p.k",
                               dir, ", p.id", dir),
                  params));
+    if (count_in_page) {
+      page.total = r.rows() > 0 ? static_cast<int>(r.GetInt(0, 15)) : 0;
+    }
     const int n = std::min(r.rows(), q.limit);
     for (int i = 0; i < n; ++i) page.users.push_back(ReadUser(r, i));
     if (r.rows() > q.limit && n > 0) {
@@ -446,21 +466,19 @@ class PgTx final : public IdentityTx {
     return page;
   }
 
-  // Counts the union of `branches` exactly up to kExactCountCap; a larger
-  // result only says "more than the cap" (each branch stops there).
-  absl::StatusOr<int> CountCapped(const std::vector<std::string>& branches,
-                                  const Params& params) {
-    std::vector<std::string> limited;
+  // Whether one of `branches` has more than kBranchCap rows, sizing them
+  // one at a time (index-only, stopping at the cap) and stopping at the
+  // first that does: a broad query costs one capped scan.
+  absl::StatusOr<bool> AnyBranchOverCap(
+      const std::vector<std::string>& branches, const Params& params) {
     for (const std::string& b : branches) {
-      limited.push_back(
-          absl::StrCat("(", b, " LIMIT ", kExactCountCap + 1, ")"));
+      ASSIGN_OR_RETURN(pg::Result c,
+                       tx_.Exec(absl::StrCat("SELECT count(*) FROM (", b,
+                                             " LIMIT ", kBranchCap + 1, ") b"),
+                                params));
+      if (c.GetInt(0, 0) > kBranchCap) return true;
     }
-    ASSIGN_OR_RETURN(
-        pg::Result c,
-        tx_.Exec(absl::StrCat("SELECT count(*) FROM (SELECT id FROM (",
-                              absl::StrJoin(limited, " UNION "), ") u) m"),
-                 params));
-    return static_cast<int>(c.GetInt(0, 0));
+    return false;
   }
 
   // The planner's row estimate (from its statistics, no scan) of the
