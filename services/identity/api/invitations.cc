@@ -173,6 +173,18 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
   std::string inviter_name = "An administrator";
   const std::string new_user_id = NewUuid(*deps_.random);
   int64_t intent_id = 0;
+  // The "invite in progress" row (see below): if this process dies before
+  // its commit, the relay removes membership's grants of the new user.
+  auto write_intent = [&](IdentityTx& tx) -> absl::Status {
+    membership::v1::DeleteUsersRequest undo;
+    undo.set_workspace_id(ws.id);
+    undo.add_user_ids(new_user_id);
+    ASSIGN_OR_RETURN(intent_id, tx.EnqueueDelayed(
+                                    OutboxMessage{kTopicReconcileInvite,
+                                                  undo.SerializeAsString(), ""},
+                                    absl::Seconds(1)));
+    return absl::OkStatus();
+  };
   // One transaction reads and checks what the invite depends on and, for a
   // new user, commits the "invite in progress" intent row (see below).
   RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
@@ -199,16 +211,7 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
                                        ws.blocked_email_domains));
     }
     RETURN_IF_ERROR(CheckMemberMayInvite(ctx, caller, ws, spec));
-    if (!spec.existing_user.has_value()) {
-      membership::v1::DeleteUsersRequest undo;
-      undo.set_workspace_id(ws.id);
-      undo.add_user_ids(new_user_id);
-      ASSIGN_OR_RETURN(
-          intent_id,
-          tx.EnqueueDelayed(OutboxMessage{kTopicReconcileInvite,
-                                          undo.SerializeAsString(), ""},
-                            absl::Seconds(1)));
-    }
+    if (!spec.existing_user.has_value()) RETURN_IF_ERROR(write_intent(tx));
     return absl::OkStatus();
   }));
 
@@ -268,8 +271,13 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
   const bool send = spec.send_email && !user.email.empty();
   UserRecord saved;
   v1::Invitation out;
-  absl::Status committed = deps_.repository->Transact([&](IdentityTx& tx) {
-    if (intent_id != 0) RETURN_IF_ERROR(tx.LockOutboxRow(intent_id));
+  bool intent_gone = false;
+  auto commit = [&](IdentityTx& tx) -> absl::Status {
+    if (intent_id != 0) {
+      absl::Status locked = tx.LockOutboxRow(intent_id);
+      intent_gone = absl::IsAborted(locked);
+      RETURN_IF_ERROR(locked);
+    }
     // Membership may refuse (licences, unknown groups): then nothing of
     // the invitation exists anywhere.
     ASSIGN_OR_RETURN(membership::v1::ApplyGrantsResponse applied,
@@ -295,7 +303,15 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
     out = ToProto(inv, saved, now);
     out.set_invitation_url(InvitationUrl(token));
     return on_commit(tx, out);
-  });
+  };
+  absl::Status committed = deps_.repository->Transact(commit);
+  if (intent_gone) {
+    // The call queued for longer than the intent's delay and the relay
+    // reconciled it before anything was granted: write a new one, retry.
+    RETURN_IF_ERROR(deps_.repository->Transact(write_intent));
+    intent_gone = false;
+    committed = deps_.repository->Transact(commit);
+  }
   if (!committed.ok()) {
     // Compensate: membership must not keep a user identity does not have.
     membership::v1::DeleteUsersRequest del;
