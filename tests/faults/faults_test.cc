@@ -46,6 +46,13 @@ using json = nlohmann::json;
 using HealthStatus = grpc::health::v1::HealthCheckResponse;
 
 constexpr char kPassword[] = "a long enough password";
+// Sanitized builds run several times slower; time bounds scale with that
+// (the bounds are about staying fast, not about the sanitizer).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr double kSlowdown = 4;
+#else
+constexpr double kSlowdown = 1;
+#endif
 // Notification's delivery workers (its default); bounds duplicates per crash:
 // each worker has at most one message between "SMTP accepted" and "marked
 // SENT" when it dies.
@@ -486,15 +493,10 @@ TEST_F(FaultsTest, IdentityKilledDuringInvitesLeavesNoHalfMadeGuest) {
 // guest, and the emails of what was created arrive.
 // ---------------------------------------------------------------------------
 TEST_F(FaultsTest, IdentityKilledDuringImportCompletesOrFailsCleanly) {
-  // Known gap, tracked in issues 7 and 9: the import grants in membership
-  // before identity commits without an intent row (InviteUser has one),
-  // sends its emails after the commit instead of through the outbox, and a
-  // job whose process died stays RUNNING until its stale age (6 h). The
-  // assertions below are the target; they fail today.
-  if (std::getenv("GUESTLIST_FAULTS_IMPORT_CRASH") == nullptr) {
-    GTEST_SKIP() << "import crash-safety is not implemented yet (issues 7/9); "
-                    "set GUESTLIST_FAULTS_IMPORT_CRASH=1 to run it";
-  }
+  // What makes it hold (services/identity/import): membership's grants are
+  // covered by committed intent rows that identity's relay reconciles after
+  // a crash, emails are outbox rows of the commit, and a job whose process
+  // died is failed when it is read (its advisory lock is free).
   const Workspace w = NewWorkspace("s1b", 100000);
   constexpr int kRows = 500;
   auto csv_for = [&](const std::string& domain, int rows) {
@@ -540,11 +542,23 @@ TEST_F(FaultsTest, IdentityKilledDuringImportCompletesOrFailsCleanly) {
   ASSERT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
   ASSERT_EQ(warm.state(), Report::SUCCEEDED);
   ASSERT_EQ(warm.created(), kRows);
+  // Its invitation emails leave through identity's outbox relay.
+  WaitUntil(
+      [&] {
+        return static_cast<int>(TallyMail(*sink_, "s1b-warm.example")
+                                    .ids_by_recipient.size()) >= kRows;
+      },
+      absl::Seconds(30));
+  EXPECT_EQ(static_cast<int>(
+                TallyMail(*sink_, "s1b-warm.example").ids_by_recipient.size()),
+            kRows);
 
   std::vector<std::string> outcomes;
   int unclean = 0, lost_mail = 0, total_problems = 0;
-  const double fractions[] = {0.3, 0.6, 0.9};
-  for (int k = 0; k < 3; ++k) {
+  // The last kill comes after the commit, while the relay sends the emails.
+  const double fractions[] = {0.3, 0.6, 0.9, 1.3};
+  constexpr int kKills = sizeof(fractions) / sizeof(fractions[0]);
+  for (int k = 0; k < kKills; ++k) {
     const std::string domain = absl::StrCat("s1b-", k, ".example");
     const std::string key = absl::StrCat("s1b-import-", k);
     const std::string csv = csv_for(domain, kRows);
@@ -600,7 +614,7 @@ TEST_F(FaultsTest, IdentityKilledDuringImportCompletesOrFailsCleanly) {
                        TallyMail(*sink_, domain).ids_by_recipient.size()) >=
                    present;
           },
-          absl::Seconds(5));
+          absl::Seconds(20));
       arrived =
           static_cast<int>(TallyMail(*sink_, domain).ids_by_recipient.size());
       EXPECT_EQ(arrived, present) << "invitation emails of import " << k;
@@ -613,11 +627,11 @@ TEST_F(FaultsTest, IdentityKilledDuringImportCompletesOrFailsCleanly) {
         " emails=", arrived, " inconsistencies=", problems));
   }
   Record("1b identity kill -9 during import",
-         absl::StrCat(
-             "rows_per_import=", kRows,
-             " undisturbed_import_s=", import_seconds, " imports_killed=3 [",
-             absl::StrJoin(outcomes, "; "), "] unclean=", unclean,
-             " inconsistencies=", total_problems, " lost_emails=", lost_mail));
+         absl::StrCat("rows_per_import=", kRows, " undisturbed_import_s=",
+                      import_seconds, " imports_killed=", kKills, " [",
+                      absl::StrJoin(outcomes, "; "), "] unclean=", unclean,
+                      " inconsistencies=", total_problems,
+                      " lost_emails=", lost_mail));
 }
 
 // ---------------------------------------------------------------------------
@@ -843,7 +857,7 @@ TEST_F(FaultsTest, MembershipKilledDuringInvitesFailsCleanly) {
     recovery_seconds = std::max(recovery_seconds, SecondsSince(restarted));
     paused = false;
   }
-  EXPECT_LT(down_seconds, 6.0);
+  EXPECT_LT(down_seconds, 6.0 * kSlowdown);
   EXPECT_EQ(crashes, 3) << "the invite stream ended before the third kill";
   for (auto& t : threads) t.join();
 
@@ -857,7 +871,7 @@ TEST_F(FaultsTest, MembershipKilledDuringInvitesFailsCleanly) {
       slowest_failure = std::max(slowest_failure, seconds[i]);
   }
   EXPECT_EQ(unclean, 0) << StatusHistogram(first);
-  EXPECT_LT(slowest_failure, 6.0);
+  EXPECT_LT(slowest_failure, 6.0 * kSlowdown);
 
   // After the restart invites succeed again (same idempotency keys).
   int retried = 0, retry_calls = 0;
@@ -1005,7 +1019,7 @@ TEST_F(FaultsTest, PostgresOutageFailsFastAndRecoversWithoutRestart) {
   EXPECT_EQ(down_bad, 0) << "during the outage: "
                          << StatusHistogram(by_phase[kDown])
                          << " (want only 503 UNAVAILABLE)";
-  EXPECT_LT(slowest_down, 6.0);
+  EXPECT_LT(slowest_down, 6.0 * kSlowdown);
   int before_bad = 0;
   for (const auto& [code, n] : by_phase[kBefore]) {
     if (code != 200) before_bad += n;
@@ -1154,7 +1168,8 @@ TEST_F(FaultsTest, ShortDeadlineEndsPromptly) {
     EXPECT_TRUE(st.ok() ||
                 st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
         << st.error_code() << " " << st.error_message();
-    EXPECT_LT(took, 0.5) << "call " << i << " took " << took << " s";
+    EXPECT_LT(took, 0.5 * kSlowdown)
+        << "call " << i << " took " << took << " s";
   }
   stop = true;
   for (auto& t : load) t.join();
@@ -1244,11 +1259,12 @@ TEST_F(FaultsTest, DeadlinePropagatesToPeerCalls) {
   stack_->process("membership").Signal(SIGCONT);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
       << st.error_message();
-  EXPECT_LT(client_seconds, 1.0);
+  EXPECT_LT(client_seconds, 1.0 * kSlowdown);
   EXPECT_GE(server_ms, 0) << "identity logged no InviteUser for " << request_id;
-  EXPECT_LT(server_ms, 1000) << "identity kept the call " << server_ms
-                             << " ms: the caller's deadline did not reach "
-                                "its membership call";
+  EXPECT_LT(server_ms, 1000 * kSlowdown)
+      << "identity kept the call " << server_ms
+      << " ms: the caller's deadline did not reach "
+         "its membership call";
 
   // Membership wakes up with the stale ApplyGrants in its socket. Whatever
   // it does with it, the invite is either wholly there or wholly absent.
@@ -1482,7 +1498,7 @@ TEST(OverloadTest, ExcessGetsResourceExhaustedQuickly) {
                           << " concurrent vs max_threads=" << kMaxThreads
                           << ": " << hist;
   EXPECT_GT(ok, 0) << hist;
-  EXPECT_LT(slowest_rejection, 1.0);
+  EXPECT_LT(slowest_rejection, 1.0 * kSlowdown);
   // Bounded memory: a handful of 19 MiB argon2 buffers at most, not one per
   // queued caller.
   EXPECT_LT(rss_peak.load() - rss_before, 200 * 1024) << "KiB";
@@ -1504,7 +1520,7 @@ TEST(OverloadTest, ExcessGetsResourceExhaustedQuickly) {
       absl::Seconds(10), absl::Milliseconds(50));
   const double recovery = SecondsSince(calm);
   EXPECT_EQ(after.status, 200) << after.body;
-  EXPECT_LT(recovery, 5.0);
+  EXPECT_LT(recovery, 5.0 * kSlowdown);
   Record("8 overload",
          absl::StrCat("max_threads=", kMaxThreads, " concurrent=", kClients,
                       " rounds=", kRounds, " calls=", total, " ok=", ok,

@@ -97,23 +97,24 @@ void RegisterOutboxHandlers(OutboxRelay* relay, MembershipClient* membership,
                         return membership->DeleteUsers(missing);
                       }));
   // Invitation emails of a bulk import, up to 500 per row
-  // (services/identity/import/import_tx.h kTopicBatchSendEmail). Each
-  // message has its own idempotency key, so a retry of the row after a
-  // partial failure queues each email once.
+  // (services/identity/import/import_tx.h kTopicBatchSendEmail), in one
+  // BatchSendEmail. Each message has its own idempotency key, so a retry of
+  // the row queues each email once. A batch refused as malformed goes one
+  // by one, so only the bad message is dropped.
   relay->Register(
       kTopicBatchSendEmail,
       Handler<nv1::BatchSendEmailRequest>(
           kTopicBatchSendEmail, [notification](const auto& r) -> absl::Status {
+            absl::Status batch = notification->BatchSendEmail(r);
+            if (batch.code() != absl::StatusCode::kInvalidArgument) {
+              return batch;
+            }
             for (const auto& m : r.messages()) {
               absl::Status s = notification->SendEmail(m);
-              // A message refused as malformed must not block
-              // the others.
               if (s.code() == absl::StatusCode::kInvalidArgument) {
-                LogError(
-                    "dropping an invitation email the peer "
-                    "refuses",
-                    {{"to_user", m.recipient_user_id()},
-                     {"error", std::string(s.message())}});
+                LogError("dropping an invitation email the peer refuses",
+                         {{"to_user", m.recipient_user_id()},
+                          {"error", std::string(s.message())}});
                 continue;
               }
               if (!s.ok()) return s;

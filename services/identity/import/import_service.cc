@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "services/identity/import/staging.h"
 
 namespace guestlist::identity::import {
 namespace {
@@ -25,18 +26,6 @@ constexpr char kCsvContentType[] = "text/csv; charset=utf-8";
 
 enum class Action { kCreate, kUpdate, kDelete, kUnchanged, kError };
 
-// What the import does for one valid row.
-struct Plan {
-  Action action = Action::kError;
-  ExistingUser next;  // the user after the import
-  int64_t read_version = 0;
-  bool profile_changed = false;
-  std::vector<std::string> add_groups;
-  std::vector<std::string> remove_groups;
-  std::vector<Grant> set_apps;
-  std::vector<std::string> remove_apps;
-};
-
 struct Access {
   absl::flat_hash_set<std::string> groups;
   absl::flat_hash_map<std::string, Privilege> apps;  // app id -> privilege
@@ -47,6 +36,27 @@ void AddError(RowIntent& row, const std::string& column,
   ImportRowError* e = &row.errors.emplace_back();
   e->set_column(column);
   e->set_reason(reason);
+}
+
+// Whether the action changes anything (users or grants).
+bool Changes(Action a) {
+  return a == Action::kCreate || a == Action::kUpdate || a == Action::kDelete;
+}
+
+ImportRow::Action ToRowAction(Action a) {
+  switch (a) {
+    case Action::kCreate:
+      return ImportRow::CREATE;
+    case Action::kUpdate:
+      return ImportRow::UPDATE;
+    case Action::kDelete:
+      return ImportRow::DELETE;
+    case Action::kUnchanged:
+      return ImportRow::UNCHANGED;
+    case Action::kError:
+      break;
+  }
+  return ImportRow::ACTION_UNSPECIFIED;
 }
 
 google::protobuf::Timestamp ToProto(absl::Time t) {
@@ -144,8 +154,21 @@ absl::Status CheckAdmin(const Principal& caller,
       "only admins of the workspace may do this");
 }
 
+// What the import does for one valid row.
+struct ImportService::Plan {
+  Action action = Action::kError;
+  ExistingUser next;  // the user after the import
+  int64_t read_version = 0;
+  bool profile_changed = false;
+  std::vector<std::string> add_groups;
+  std::vector<std::string> remove_groups;
+  std::vector<Grant> set_apps;
+  std::vector<std::string> remove_apps;
+};
+
 // Everything one import needs, shared by the uploading call and the job's
-// thread (whichever ends last frees it).
+// thread (whichever ends last frees it). The rows themselves are staged in
+// PostgreSQL (staging.h), never all in memory.
 struct ImportService::Job {
   std::string id;
   Principal caller;
@@ -155,25 +178,36 @@ struct ImportService::Job {
   std::vector<std::string> header_fields;
   HeaderMap header;
   std::vector<mv1::App> apps;
-  std::vector<RowIntent> rows;
-  std::vector<std::string> raw;  // each row re-encoded, for the error CSV
-  std::vector<Plan> plans;
+  absl::flat_hash_map<std::string, std::string> app_ids;  // slug -> id
   ImportReport report;
-  std::string error_csv;
-  absl::Status status;  // a system failure (peer / database), not row errors
-  // The job's connection and liveness lock, from StartJob to the end.
+  std::string error_csv;  // its header line; the rows come from staging
+  absl::Status status;    // a system failure (peer / database), not row errors
+  // The job's connection (staged rows, liveness lock, commit) from the
+  // upload to the end.
   std::unique_ptr<JobLease> lease;
+  std::unique_ptr<Staging> staging;
   bool committed = false;  // the report was written by the commit
   std::string timings;     // per phase, for the log
+  // Time in the users + invitations INSERTs and the email outbox INSERTs.
+  absl::Duration insert_time, enqueue_time;
   absl::Notification done;
 };
 
 ImportService::ImportService(ImportConfig config, ImportDeps deps)
     : config_(std::move(config)), deps_(deps) {
   // Jobs of a process that died mid-import stay RUNNING forever otherwise.
+  // On a thread: reconciling them calls membership, which may be down.
   if (deps_.store != nullptr) {
-    absl::Status s = deps_.store->ReapOrphanedJobs();
-    if (!s.ok()) LogWarning(absl::StrCat("imports: ", s.ToString()));
+    {
+      absl::MutexLock lock(&mu_);
+      ++running_;
+    }
+    std::thread([this] {
+      absl::Status s = deps_.store->ReapOrphanedJobs(RemoveFromMembership());
+      if (!s.ok()) LogWarning(absl::StrCat("imports: ", s.ToString()));
+      absl::MutexLock lock(&mu_);
+      --running_;
+    }).detach();
   }
 }
 
@@ -226,15 +260,22 @@ absl::StatusOr<v1::ImportReport> ImportService::Import(
         GroupRef{g.id(), g.name()};
   }
   std::vector<std::string> slugs;
-  for (const mv1::App& a : job->apps) slugs.push_back(a.slug());
+  for (const mv1::App& a : job->apps) {
+    slugs.push_back(a.slug());
+    job->app_ids[a.slug()] = a.id();
+  }
 
-  // Upload: parse and validate as chunks arrive, so memory holds rows, not
-  // the file, and the limits bite before anything is written.
+  // Upload: parse and validate as chunks arrive and stage the rows in
+  // PostgreSQL, so memory holds a chunk, not the file, and the limits bite
+  // before anything is applied.
   const absl::Time upload_start = absl::Now();
+  ASSIGN_OR_RETURN(job->lease, deps_.store->OpenLease());
+  job->staging = std::make_unique<Staging>(&*job->lease->conn());
+  RETURN_IF_ERROR(job->staging->Create());
+  Staging& staging = *job->staging;
   bool have_header = false;
-  {  // the reader and the duplicate index are freed before the job runs
+  {
     CsvReader reader(config_.csv);
-    DuplicateTracker duplicates;
     std::vector<CsvRecord> records;
     auto consume = [&]() -> absl::Status {
       for (CsvRecord& record : records) {
@@ -256,17 +297,15 @@ absl::StatusOr<v1::ImportReport> ImportService::Import(
                         })) {
           continue;
         }
-        if (static_cast<int64_t>(job->rows.size()) >= config_.max_rows) {
+        if (staging.rows() >= config_.max_rows) {
           return absl::ResourceExhaustedError(
               absl::StrCat("the file has more than ", config_.max_rows,
                            " rows; split it into several imports"));
         }
         RowIntent row = ValidateRow(job->header, record, context);
-        duplicates.Check(row);
         std::string raw = EncodeCsvLine(record.fields);
         raw.resize(raw.size() - 2);  // CRLF
-        job->raw.push_back(std::move(raw));
-        job->rows.push_back(std::move(row));
+        RETURN_IF_ERROR(staging.Add(row, std::move(raw)));
       }
       records.clear();
       return absl::OkStatus();
@@ -293,6 +332,8 @@ absl::StatusOr<v1::ImportReport> ImportService::Import(
         "the file is empty; its first line must name the columns, as in the "
         "template");
   }
+  // Duplicates across the whole file, in SQL.
+  RETURN_IF_ERROR(staging.Finish());
 
   job->timings =
       absl::StrCat("upload=", absl::FormatDuration(absl::Now() - upload_start));
@@ -304,7 +345,7 @@ absl::StatusOr<v1::ImportReport> ImportService::Import(
   report.set_mode(options.mode() == v1::BEST_EFFORT ? v1::BEST_EFFORT
                                                     : v1::ALL_OR_NOTHING);
   report.set_state(ImportReport::RUNNING);
-  report.set_rows_total(static_cast<int32_t>(job->rows.size()));
+  report.set_rows_total(static_cast<int32_t>(staging.rows()));
   *report.mutable_create_time() = ToProto(job->create_time);
   ImportJob stored;
   stored.id = job->id;
@@ -313,14 +354,12 @@ absl::StatusOr<v1::ImportReport> ImportService::Import(
   stored.creator =
       caller.user_id().empty() ? caller.api_key_id() : caller.user_id();
   stored.report = report;
-  absl::StatusOr<std::unique_ptr<JobLease>> lease =
-      deps_.store->StartJob(stored);
-  if (absl::IsAlreadyExists(lease.status())) {
+  absl::Status started = deps_.store->StartJob(*job->lease, stored);
+  if (absl::IsAlreadyExists(started)) {
     // A concurrent upload with the same key won the race.
     return EarlierReport(job->workspace.id, options.idempotency_key());
   }
-  RETURN_IF_ERROR(lease.status());
-  job->lease = *std::move(lease);
+  RETURN_IF_ERROR(started);
 
   {
     absl::MutexLock lock(&mu_);
@@ -353,68 +392,55 @@ void ImportService::RunJob(Job& job) {
   }
   // A committed job recorded its report in the same transaction.
   if (!job.committed) Finish(job);
+  const int64_t rows = job.staging->rows();
   // Only now: a job seen unlocked while RUNNING is judged dead.
+  job.staging.reset();
   job.lease.reset();
   LogInfo(absl::StrCat(
-      "import ", job.id, " finished: rows=", job.rows.size(), " ", job.timings,
+      "import ", job.id, " finished: rows=", rows, " ", job.timings,
       " report=", absl::FormatDuration(absl::Now() - finish_start)));
   job.done.Notify();
 }
 
-absl::Status ImportService::Execute(Job& job) {
+absl::Status ImportService::PlanBatch(Job& job, absl::Time now,
+                                      std::vector<StagedRow>& batch,
+                                      std::vector<Plan>& plans) {
   const std::string& ws = job.workspace.id;
-  const absl::Time now = deps_.clock->Now();
-  std::vector<RowIntent>& rows = job.rows;
-  job.plans.resize(rows.size());
-  absl::Time phase_start = absl::Now();
-  auto phase = [&](const char* name) {
-    const absl::Time t = absl::Now();
-    absl::StrAppend(&job.timings, " ", name, "=",
-                    absl::FormatDuration(t - phase_start));
-    phase_start = t;
-  };
-
-  // 1. Existing users and their access.
+  plans.assign(batch.size(), Plan());
   std::vector<std::string> lower;
-  lower.reserve(rows.size());
-  for (const RowIntent& row : rows) {
-    if (row.errors.empty())
-      lower.push_back(absl::AsciiStrToLower(row.username));
+  lower.reserve(batch.size());
+  for (const StagedRow& row : batch) {
+    // A create planned before keeps its plan (and id): looking it up again
+    // would only find what the unique index refuses at the insert anyway.
+    if (row.intent.errors.empty() && row.new_user_id.empty()) {
+      lower.push_back(absl::AsciiStrToLower(row.intent.username));
+    }
   }
-  ASSIGN_OR_RETURN(auto existing, deps_.store->FindUsersByUsername(ws, lower));
-  std::vector<std::string>().swap(lower);
-  absl::flat_hash_map<std::string, std::string> app_ids;  // slug -> id
-  for (const mv1::App& a : job.apps) app_ids[a.slug()] = a.id();
+  absl::flat_hash_map<std::string, ExistingUser> existing;
+  if (!lower.empty()) {
+    ASSIGN_OR_RETURN(existing, deps_.store->FindUsersByUsername(ws, lower));
+  }
   absl::flat_hash_map<std::string, Access> access;
-  if (job.header.has_groups || !job.header.app_slugs.empty()) {
-    std::vector<std::string> ids;
-    for (const auto& [key, user] : existing) ids.push_back(user.id);
-    for (size_t start = 0; start < ids.size(); start += config_.grants_batch) {
-      mv1::GetUserAccessRequest req;
-      req.set_workspace_id(ws);
-      for (size_t i = start;
-           i < std::min(ids.size(), start + config_.grants_batch); ++i) {
-        req.add_user_ids(ids[i]);
-      }
-      ASSIGN_OR_RETURN(mv1::GetUserAccessResponse resp,
-                       deps_.membership->GetUserAccess(req));
-      for (const mv1::UserAccess& ua : resp.users()) {
-        Access& a = access[ua.user_id()];
-        for (const auto& g : ua.groups()) a.groups.insert(g.group_id());
-        for (const auto& p : ua.app_privileges()) {
-          a.apps[p.app_id()] = p.privilege();
-        }
+  if (!existing.empty() &&
+      (job.header.has_groups || !job.header.app_slugs.empty())) {
+    mv1::GetUserAccessRequest req;
+    req.set_workspace_id(ws);
+    for (const auto& [key, user] : existing) req.add_user_ids(user.id);
+    ASSIGN_OR_RETURN(mv1::GetUserAccessResponse resp,
+                     deps_.membership->GetUserAccess(req));
+    for (const mv1::UserAccess& ua : resp.users()) {
+      Access& a = access[ua.user_id()];
+      for (const auto& g : ua.groups()) a.groups.insert(g.group_id());
+      for (const auto& p : ua.app_privileges()) {
+        a.apps[p.app_id()] = p.privilege();
       }
     }
   }
-
-  phase("existing");
-  // 2. Plan each row.
   const std::string username_column =
       job.header.has_username ? "username" : "Email address";
-  for (size_t i = 0; i < rows.size(); ++i) {
-    RowIntent& row = rows[i];
-    Plan& plan = job.plans[i];
+  for (size_t i = 0; i < batch.size(); ++i) {
+    RowIntent& row = batch[i].intent;
+    Plan& plan = plans[i];
     if (!row.errors.empty()) continue;
     auto found = existing.find(absl::AsciiStrToLower(row.username));
     const ExistingUser* cur =
@@ -437,7 +463,9 @@ absl::Status ImportService::Execute(Job& job) {
       if (!row.errors.empty()) continue;
       plan.action = Action::kCreate;
       ExistingUser& u = plan.next;
-      u.id = NewUuid(*deps_.random);
+      // The id chosen when the row was first planned: intent rows name it.
+      u.id = batch[i].new_user_id.empty() ? NewUuid(*deps_.random)
+                                          : batch[i].new_user_id;
       u.username = row.username;
       u.email = row.email;
       u.first_name = row.first_name;
@@ -452,7 +480,7 @@ absl::Status ImportService::Execute(Job& job) {
       for (const auto& [slug, privilege] : row.apps) {
         if (privilege == Grant::PRIVILEGE_UNSPECIFIED) continue;
         Grant& g = plan.set_apps.emplace_back();
-        g.set_app_id(app_ids[slug]);
+        g.set_app_id(job.app_ids[slug]);
         g.set_privilege(privilege);
       }
       continue;
@@ -517,7 +545,7 @@ absl::Status ImportService::Execute(Job& job) {
       std::sort(plan.remove_groups.begin(), plan.remove_groups.end());
     }
     for (const auto& [slug, privilege] : row.apps) {
-      const std::string& app_id = app_ids[slug];
+      const std::string& app_id = job.app_ids[slug];
       auto it = have.apps.find(app_id);
       const Privilege current =
           it == have.apps.end() ? Grant::PRIVILEGE_UNSPECIFIED : it->second;
@@ -538,117 +566,151 @@ absl::Status ImportService::Execute(Job& job) {
     plan.action = plan.profile_changed || grants_changed ? Action::kUpdate
                                                          : Action::kUnchanged;
   }
+  return absl::OkStatus();
+}
 
-  // The lookups are done with: free them before the batches and the writes.
-  decltype(existing)().swap(existing);
-  decltype(access)().swap(access);
-  phase("plan");
-  // 3. Membership's verdict (licences, groups) on the changing rows.
+absl::StatusOr<int> ImportService::ApplyGrants(Job& job,
+                                               std::vector<StagedRow>& batch,
+                                               const std::vector<Plan>& plans,
+                                               bool dry_run, bool* applied) {
+  mv1::ApplyGrantsRequest req;
+  req.set_workspace_id(job.workspace.id);
+  req.set_dry_run(dry_run);
+  req.set_best_effort(dry_run || job.report.mode() == v1::BEST_EFFORT);
   std::vector<size_t> changing;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const Action a = job.plans[i].action;
-    if (rows[i].errors.empty() &&
-        (a == Action::kCreate || a == Action::kUpdate ||
-         a == Action::kDelete)) {
-      changing.push_back(i);
-    }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (!batch[i].intent.errors.empty() || !Changes(plans[i].action)) continue;
+    changing.push_back(i);
+    const Plan& plan = plans[i];
+    mv1::UserGrants* g = req.add_users();
+    *g->mutable_user() = ToMembership(plan.next, job.workspace.id);
+    for (const auto& id : plan.add_groups) g->add_group_ids(id);
+    for (const auto& id : plan.remove_groups) g->add_remove_group_ids(id);
+    for (const auto& p : plan.set_apps) *g->add_app_privileges() = p;
+    for (const auto& id : plan.remove_apps) g->add_remove_app_ids(id);
   }
-  auto grants_request = [&](size_t start, bool dry_run) {
-    mv1::ApplyGrantsRequest req;
-    req.set_workspace_id(ws);
-    req.set_dry_run(dry_run);
-    req.set_best_effort(dry_run || job.report.mode() == v1::BEST_EFFORT);
-    for (size_t k = start;
-         k < std::min(changing.size(), start + config_.grants_batch); ++k) {
-      const Plan& plan = job.plans[changing[k]];
-      mv1::UserGrants* g = req.add_users();
-      *g->mutable_user() = ToMembership(plan.next, ws);
-      for (const auto& id : plan.add_groups) g->add_group_ids(id);
-      for (const auto& id : plan.remove_groups) g->add_remove_group_ids(id);
-      for (const auto& p : plan.set_apps) *g->add_app_privileges() = p;
-      for (const auto& id : plan.remove_apps) g->add_remove_app_ids(id);
-    }
-    return req;
+  if (applied != nullptr) *applied = true;
+  if (changing.empty()) return 0;
+  ASSIGN_OR_RETURN(mv1::ApplyGrantsResponse resp,
+                   deps_.membership->ApplyGrants(req));
+  if (applied != nullptr) *applied = resp.applied();
+  int failures = 0;
+  for (int k = 0; k < resp.results_size(); ++k) {
+    if (static_cast<size_t>(k) >= changing.size()) break;  // answered too much
+    const mv1::UserGrantResult& result = resp.results(k);
+    if (result.ok()) continue;
+    ++failures;
+    AddError(batch[changing[k]].intent, "",
+             result.error_message().empty()
+                 ? absl::StrCat("membership refused this user (code ",
+                                result.error_code(), ")")
+                 : result.error_message());
+  }
+  return failures;
+}
+
+std::vector<RowOutcome> ImportService::Outcomes(
+    const std::vector<StagedRow>& batch, const std::vector<Plan>& plans) {
+  std::vector<RowOutcome> out;
+  out.reserve(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    RowOutcome& o = out.emplace_back();
+    o.line = batch[i].intent.line;
+    o.errors = batch[i].intent.errors;
+    o.action =
+        o.errors.empty() ? ToRowAction(plans[i].action) : ImportRow::ERROR;
+    if (o.action == ImportRow::CREATE) o.new_user_id = plans[i].next.id;
+  }
+  return out;
+}
+
+absl::Status ImportService::Execute(Job& job) {
+  const std::string& ws = job.workspace.id;
+  const absl::Time now = deps_.clock->Now();
+  Staging& staging = *job.staging;
+  absl::Time phase_start = absl::Now();
+  auto phase = [&](const char* name) {
+    const absl::Time t = absl::Now();
+    absl::StrAppend(&job.timings, " ", name, "=",
+                    absl::FormatDuration(t - phase_start));
+    phase_start = t;
   };
-  auto record_failures = [&](size_t start, const mv1::ApplyGrantsResponse& r) {
-    int failures = 0;
-    for (int k = 0; k < r.results_size(); ++k) {
-      if (start + k >= changing.size()) break;  // a peer answering too much
-      const mv1::UserGrantResult& result = r.results(k);
-      if (result.ok()) continue;
-      ++failures;
-      RowIntent& row = rows[changing[start + k]];
-      AddError(row, "",
-               result.error_message().empty()
-                   ? absl::StrCat("membership refused this user (code ",
-                                  result.error_code(), ")")
-                   : result.error_message());
-    }
-    return failures;
-  };
-  for (size_t start = 0; start < changing.size();
-       start += config_.grants_batch) {
-    ASSIGN_OR_RETURN(
-        mv1::ApplyGrantsResponse resp,
-        deps_.membership->ApplyGrants(grants_request(start, true)));
-    record_failures(start, resp);
-    const size_t last =
-        changing[std::min(changing.size(), start + config_.grants_batch) - 1];
-    deps_.store->UpdateProgress(job.id, static_cast<int>(last + 1))
+  const int batch_size = config_.grants_batch;
+
+  // 1. Plan a batch at a time: existing users and their access, each row's
+  // action, then membership's verdict (licences, groups) on the changing
+  // rows; the outcome goes back to the staged rows.
+  int after = 0;
+  int processed = 0;
+  for (;;) {
+    ASSIGN_OR_RETURN(std::vector<StagedRow> batch,
+                     staging.Read(after, batch_size, false));
+    if (batch.empty()) break;
+    after = batch.back().intent.line;
+    std::vector<Plan> plans;
+    RETURN_IF_ERROR(PlanBatch(job, now, batch, plans));
+    RETURN_IF_ERROR(ApplyGrants(job, batch, plans, true, nullptr).status());
+    RETURN_IF_ERROR(staging.Save(Outcomes(batch, plans)));
+    processed += static_cast<int>(batch.size());
+    deps_.store->UpdateProgress(job.id, processed)
         .IgnoreError();  // progress is best effort
   }
-
+  RETURN_IF_ERROR(staging.Analyze());
   phase("check");
-  auto count_errors = [&] {
-    return std::count_if(rows.begin(), rows.end(),
-                         [](const RowIntent& r) { return !r.errors.empty(); });
-  };
+  ASSIGN_OR_RETURN(const int64_t errors, staging.CountErrors());
   const bool all_or_nothing = job.report.mode() != v1::BEST_EFFORT;
   if (job.options.dry_run()) {
-    job.report.set_state(all_or_nothing && count_errors() > 0
+    job.report.set_state(all_or_nothing && errors > 0
                              ? ImportReport::FAILED
                              : ImportReport::SUCCEEDED);
     return absl::OkStatus();
   }
-  if (all_or_nothing && count_errors() > 0) {
+  if (all_or_nothing && errors > 0) {
     job.report.set_state(ImportReport::FAILED);
     return absl::OkStatus();
   }
 
-  // 4. Apply. Intent rows naming the users about to be created in
+  // 2. Apply. Intent rows naming the users about to be created in
   // membership are committed first; then one identity transaction locks
   // them, applies the grants batch by batch, writes users, invitations,
   // the invitation emails (outbox) and the final report, deletes the
   // intents and commits. If the process dies anywhere in between, the
-  // transaction rolls back, the intents unlock and identity's relay removes
-  // from membership the users identity does not have: no half-made guest.
-  changing.erase(
-      std::remove_if(changing.begin(), changing.end(),
-                     [&](size_t i) { return !rows[i].errors.empty(); }),
-      changing.end());
-  std::vector<std::string> create_ids;
-  for (size_t i : changing) {
-    if (job.plans[i].action == Action::kCreate) {
-      create_ids.push_back(job.plans[i].next.id);
-    }
-  }
-  ASSIGN_OR_RETURN(std::vector<int64_t> intents,
-                   deps_.store->AddIntents(*job.lease, ws, create_ids,
-                                           config_.grants_batch));
-  std::vector<std::string>().swap(create_ids);
+  // transaction rolls back, the intents unlock and identity's relay (or
+  // the next reader of the job) removes from membership the users identity
+  // does not have: no half-made guest.
+  std::vector<int64_t> intents;
+  auto for_each_new_id =
+      [&](const std::function<absl::Status(const std::vector<std::string>&)>&
+              fn) {
+        int last = 0;
+        for (;;) {
+          ASSIGN_OR_RETURN(auto ids, staging.NewUserIds(last, 50 * batch_size));
+          if (ids.empty()) return absl::OkStatus();
+          last = ids.back().first;
+          std::vector<std::string> only;
+          only.reserve(ids.size());
+          for (auto& [line, id] : ids) only.push_back(std::move(id));
+          RETURN_IF_ERROR(fn(only));
+        }
+      };
+  RETURN_IF_ERROR(for_each_new_id([&](const std::vector<std::string>& ids) {
+    ASSIGN_OR_RETURN(std::vector<int64_t> more,
+                     deps_.store->AddIntents(*job.lease, ws, ids, batch_size));
+    intents.insert(intents.end(), more.begin(), more.end());
+    return absl::OkStatus();
+  }));
   std::string inviter =
       deps_.store->UserDisplayName(job.caller.user_id()).value_or("");
   if (inviter.empty()) inviter = job.workspace.display_name;
 
-  std::vector<std::string> created_ids;  // in membership, for compensation
   // Undoes membership's part of a rolled-back import at once (the relay
   // would too, from the intents): removes only the users identity does not
   // have, in case the outcome of the commit was lost with the connection.
   auto compensate = [&]() {
-    absl::Status undone = deps_.store->DropMissingFromMembership(
-        ws, created_ids, config_.grants_batch,
-        [&](const mv1::DeleteUsersRequest& req) {
-          return deps_.membership->DeleteUsers(req);
+    absl::Status undone =
+        for_each_new_id([&](const std::vector<std::string>& ids) {
+          return deps_.store->DropMissingFromMembership(ws, ids, batch_size,
+                                                        RemoveFromMembership());
         });
     if (undone.ok()) undone = deps_.store->DropIntents(intents);
     if (!undone.ok()) {
@@ -667,31 +729,73 @@ absl::Status ImportService::Execute(Job& job) {
   bool refused = false;  // membership refused a row in ALL_OR_NOTHING
   absl::Status committed = deps_.store->Commit(
       *job.lease, intents, context, [&](ImportTx& tx) -> absl::Status {
-        for (size_t start = 0; start < changing.size();
-             start += config_.grants_batch) {
-          ASSIGN_OR_RETURN(
-              mv1::ApplyGrantsResponse resp,
-              deps_.membership->ApplyGrants(grants_request(start, false)));
-          const int failures = record_failures(start, resp);
-          // Created users count as in membership from here on, even when
-          // the batch is refused: compensation is a no-op for unknown ids.
-          for (size_t k = start;
-               k < std::min(changing.size(), start + config_.grants_batch);
-               ++k) {
-            const Plan& plan = job.plans[changing[k]];
-            if (plan.action == Action::kCreate) {
-              created_ids.push_back(plan.next.id);
+        int last = 0;
+        // Rows per write: several grants batches, so the multi-row
+        // statements stay large.
+        constexpr size_t kWriteRows = 5000;
+        PendingWrites pending;
+        // Where the time goes, for the log (docs/BENCHMARKS.md).
+        absl::Duration read, plan, grants, write;
+        absl::Time t = absl::Now();
+        auto lap = [&t](absl::Duration& total) {
+          const absl::Time now = absl::Now();
+          total += now - t;
+          t = now;
+        };
+        for (;;) {
+          ASSIGN_OR_RETURN(std::vector<StagedRow> batch,
+                           staging.Read(last, batch_size, true));
+          lap(read);
+          if (batch.empty()) break;
+          last = batch.back().intent.line;
+          std::vector<Plan> plans;
+          RETURN_IF_ERROR(PlanBatch(job, now, batch, plans));
+          lap(plan);
+          for (size_t i = 0; i < batch.size(); ++i) {
+            if (!batch[i].intent.errors.empty() ||
+                ToRowAction(plans[i].action) != batch[i].action) {
+              return absl::AbortedError(
+                  "users changed while the import ran; upload the file "
+                  "again");
             }
           }
-          if (all_or_nothing && (failures > 0 || !resp.applied())) {
+          bool applied = true;
+          ASSIGN_OR_RETURN(int failures,
+                           ApplyGrants(job, batch, plans, false, &applied));
+          lap(grants);
+          if (all_or_nothing && (failures > 0 || !applied)) {
             refused = true;
             return absl::AbortedError("membership refused rows");
           }
+          if (failures > 0) {
+            // BEST_EFFORT: those rows fail, the others go on.
+            std::vector<RowOutcome> failed = Outcomes(batch, plans);
+            failed.erase(std::remove_if(failed.begin(), failed.end(),
+                                        [](const RowOutcome& o) {
+                                          return o.errors.empty();
+                                        }),
+                         failed.end());
+            RETURN_IF_ERROR(staging.Save(failed));
+          }
+          CollectWrites(batch, plans, pending);
+          if (pending.size() >= kWriteRows) {
+            RETURN_IF_ERROR(
+                FlushWrites(job, tx, context, inviter, send, pending));
+          }
+          lap(write);
         }
-        phase("grants");
-        RETURN_IF_ERROR(WriteRows(job, tx, context, inviter, send));
+        RETURN_IF_ERROR(FlushWrites(job, tx, context, inviter, send, pending));
+        lap(write);
+        absl::StrAppend(
+            &job.timings, " (read=", absl::FormatDuration(read),
+            " plan=", absl::FormatDuration(plan),
+            " grants=", absl::FormatDuration(grants),
+            " write=", absl::FormatDuration(write),
+            " of which insert=", absl::FormatDuration(job.insert_time),
+            " enqueue=", absl::FormatDuration(job.enqueue_time), ")");
+        phase("apply");
         job.report.set_state(ImportReport::SUCCEEDED);
-        BuildReport(job);
+        RETURN_IF_ERROR(BuildReport(job));
         return tx.FinishJob(StoredJob(job));
       });
   if (!committed.ok()) {
@@ -703,104 +807,98 @@ absl::Status ImportService::Execute(Job& job) {
     return committed;
   }
   job.committed = true;
-  phase("write");
+  phase("commit");
   return absl::OkStatus();
 }
 
-absl::Status ImportService::WriteRows(Job& job, ImportTx& tx,
-                                      const WriteContext& context,
-                                      const std::string& inviter,
-                                      bool send_emails) {
-  std::vector<RowIntent>& rows = job.rows;
-  std::string base = config_.public_url;
-  while (!base.empty() && base.back() == '/') base.pop_back();
-  // Same format and keys as InviteUser's emails (api/invitations.cc).
-  const std::string expire = absl::FormatTime(
-      absl::RFC3339_sec, context.invitation_expire_time, absl::UTCTimeZone());
-  // Creates go in chunks: users + invitations, then their emails as outbox
-  // rows of up to email_batch messages, so memory holds one chunk.
-  constexpr size_t kChunk = 5000;
-  std::vector<NewUser> creates;
-  std::vector<std::string> tokens;
-  std::vector<ExistingUser> updates;
-  std::vector<ExistingUser> archives;
-  auto flush_creates = [&]() -> absl::Status {
-    if (creates.empty()) return absl::OkStatus();
-    RETURN_IF_ERROR(tx.InsertUsers(creates));
-    if (send_emails) {
-      std::vector<std::string> payloads;
-      nv1::BatchSendEmailRequest batch;
-      auto seal = [&] {
-        if (batch.messages_size() == 0) return;
-        payloads.push_back(batch.SerializeAsString());
-        batch.clear_messages();
-      };
-      for (size_t k = 0; k < creates.size(); ++k) {
-        const NewUser& n = creates[k];
-        if (n.user.email.empty()) continue;
-        nv1::SendEmailRequest* m = batch.add_messages();
-        m->set_workspace_id(context.workspace_id);
-        m->set_template_("invitation");
-        m->set_category("invitation");
-        m->set_to(n.user.email);
-        std::string to_name(absl::StripAsciiWhitespace(
-            absl::StrCat(n.user.first_name, " ", n.user.last_name)));
-        m->set_to_name(to_name.empty() ? n.user.username : to_name);
-        m->set_recipient_user_id(n.user.id);
-        // Notification deduplicates on it: a relay retry sends once.
-        m->set_idempotency_key(
-            absl::StrCat("invitation:", n.invitation_id, ":1"));
-        auto& vars = *m->mutable_variables();
-        vars["workspace_name"] = job.workspace.display_name;
-        vars["inviter_name"] = inviter;
-        vars["invitation_url"] =
-            absl::StrCat(base, "/invite#token=", tokens[k]);
-        vars["first_name"] = n.user.first_name;
-        vars["expire_time"] = expire;
-        if (batch.messages_size() >= config_.email_batch) seal();
-      }
-      seal();
-      RETURN_IF_ERROR(tx.Enqueue(kTopicBatchSendEmail, payloads));
-    }
-    creates.clear();
-    tokens.clear();
-    return absl::OkStatus();
-  };
-  for (size_t i = 0; i < rows.size(); ++i) {
-    if (!rows[i].errors.empty()) continue;
-    Plan& plan = job.plans[i];
+void ImportService::CollectWrites(const std::vector<StagedRow>& batch,
+                                  const std::vector<Plan>& plans,
+                                  PendingWrites& pending) {
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (!batch[i].intent.errors.empty()) continue;
+    const Plan& plan = plans[i];
     switch (plan.action) {
       case Action::kCreate: {
-        NewUser n;
+        NewUser& n = pending.creates.emplace_back();
         n.user = plan.next;
         n.invitation_id = NewUuid(*deps_.random);
         std::string token = NewToken(*deps_.random, 32, "gli_");
         n.token_hash = Sha256Hex(token);
-        tokens.push_back(std::move(token));
-        creates.push_back(std::move(n));
-        if (creates.size() >= kChunk) RETURN_IF_ERROR(flush_creates());
+        pending.tokens.push_back(std::move(token));
         break;
       }
       case Action::kUpdate:
         if (plan.profile_changed) {
-          ExistingUser u = plan.next;
+          ExistingUser& u = pending.updates.emplace_back(plan.next);
           u.version = plan.read_version;
-          updates.push_back(std::move(u));
         }
         break;
       case Action::kDelete: {
-        ExistingUser u = plan.next;
+        ExistingUser& u = pending.archives.emplace_back(plan.next);
         u.version = plan.read_version;
-        archives.push_back(std::move(u));
         break;
       }
       default:
         break;
     }
   }
-  RETURN_IF_ERROR(flush_creates());
-  RETURN_IF_ERROR(tx.UpdateUsers(updates));
-  return tx.ArchiveUsers(archives);
+}
+
+absl::Status ImportService::FlushWrites(Job& job, ImportTx& tx,
+                                        const WriteContext& context,
+                                        const std::string& inviter,
+                                        bool send_emails,
+                                        PendingWrites& pending) {
+  absl::Time t0 = absl::Now();
+  RETURN_IF_ERROR(tx.InsertUsers(pending.creates));
+  job.insert_time += absl::Now() - t0;
+  if (send_emails && !pending.creates.empty()) {
+    std::string base = config_.public_url;
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    // Same format and keys as InviteUser's emails (api/invitations.cc).
+    const std::string expire = absl::FormatTime(
+        absl::RFC3339_sec, context.invitation_expire_time, absl::UTCTimeZone());
+    // One outbox row per email_batch messages: the relay sends them after
+    // commit, each message with its own idempotency key.
+    std::vector<std::string> payloads;
+    nv1::BatchSendEmailRequest mail;
+    auto seal = [&] {
+      if (mail.messages_size() == 0) return;
+      payloads.push_back(mail.SerializeAsString());
+      mail.clear_messages();
+    };
+    for (size_t k = 0; k < pending.creates.size(); ++k) {
+      const NewUser& n = pending.creates[k];
+      if (n.user.email.empty()) continue;
+      nv1::SendEmailRequest* m = mail.add_messages();
+      m->set_workspace_id(context.workspace_id);
+      m->set_template_("invitation");
+      m->set_category("invitation");
+      m->set_to(n.user.email);
+      std::string to_name(absl::StripAsciiWhitespace(
+          absl::StrCat(n.user.first_name, " ", n.user.last_name)));
+      m->set_to_name(to_name.empty() ? n.user.username : to_name);
+      m->set_recipient_user_id(n.user.id);
+      m->set_idempotency_key(
+          absl::StrCat("invitation:", n.invitation_id, ":1"));
+      auto& vars = *m->mutable_variables();
+      vars["workspace_name"] = job.workspace.display_name;
+      vars["inviter_name"] = inviter;
+      vars["invitation_url"] =
+          absl::StrCat(base, "/invite#token=", pending.tokens[k]);
+      vars["first_name"] = n.user.first_name;
+      vars["expire_time"] = expire;
+      if (mail.messages_size() >= config_.email_batch) seal();
+    }
+    seal();
+    t0 = absl::Now();
+    RETURN_IF_ERROR(tx.Enqueue(kTopicBatchSendEmail, payloads));
+    job.enqueue_time += absl::Now() - t0;
+  }
+  RETURN_IF_ERROR(tx.UpdateUsers(pending.updates));
+  RETURN_IF_ERROR(tx.ArchiveUsers(pending.archives));
+  pending = PendingWrites();
+  return absl::OkStatus();
 }
 
 ImportJob ImportService::StoredJob(const Job& job) {
@@ -813,92 +911,51 @@ ImportJob ImportService::StoredJob(const Job& job) {
   return stored;
 }
 
-void ImportService::BuildReport(Job& job) {
+absl::Status ImportService::BuildReport(Job& job) {
   ImportReport& report = job.report;
-  report.clear_rows();  // built again if a commit failed after building
-  int created = 0, updated = 0, deleted = 0, unchanged = 0, failed = 0;
-  int listed_ok = 0;
-  std::string errors_csv;
-  if (!job.header_fields.empty()) {
-    std::vector<std::string> header = job.header_fields;
-    header.push_back("error");
-    errors_csv = EncodeCsvLine(header);
-  }
-  for (size_t i = 0; i < job.rows.size(); ++i) {
-    const RowIntent& row = job.rows[i];
-    ImportRow::Action action = ImportRow::ERROR;
-    if (row.errors.empty() && i < job.plans.size()) {
-      switch (job.plans[i].action) {
-        case Action::kCreate:
-          action = ImportRow::CREATE;
-          ++created;
-          break;
-        case Action::kUpdate:
-          action = ImportRow::UPDATE;
-          ++updated;
-          break;
-        case Action::kDelete:
-          action = ImportRow::DELETE;
-          ++deleted;
-          break;
-        case Action::kUnchanged:
-          action = ImportRow::UNCHANGED;
-          ++unchanged;
-          break;
-        case Action::kError:
-          // A system failure stopped the job before this row was planned.
-          action = ImportRow::ACTION_UNSPECIFIED;
-          break;
-      }
-    } else if (!row.errors.empty()) {
-      ++failed;
-    }
-    if (action == ImportRow::ERROR || listed_ok < config_.report_rows) {
-      if (action != ImportRow::ERROR) ++listed_ok;
-      ImportRow* r = report.add_rows();
-      r->set_line(row.line);
-      r->set_action(action);
-      r->set_username(row.username);
-      for (const ImportRowError& e : row.errors) *r->add_errors() = e;
-    }
-    if (!row.errors.empty()) {
-      std::vector<std::string> reasons;
-      for (const ImportRowError& e : row.errors) {
-        reasons.push_back(e.column().empty()
-                              ? e.reason()
-                              : absl::StrCat(e.column(), ": ", e.reason()));
-      }
-      std::string error_cell = EncodeCsvLine({absl::StrJoin(reasons, "; ")});
-      error_cell.resize(error_cell.size() - 2);
-      absl::StrAppend(&errors_csv, job.raw[i], ",", error_cell, "\r\n");
-    }
-  }
-  report.set_created(created);
-  report.set_updated(updated);
-  report.set_deleted(deleted);
-  report.set_unchanged(unchanged);
-  report.set_failed(failed);
+  ASSIGN_OR_RETURN(StagedCounts counts, job.staging->Count());
+  ASSIGN_OR_RETURN(std::vector<ImportRow> rows,
+                   job.staging->ReportRows(config_.report_rows));
+  report.clear_rows();
+  for (ImportRow& row : rows) *report.add_rows() = std::move(row);
+  report.set_created(counts.created);
+  report.set_updated(counts.updated);
+  report.set_deleted(counts.deleted);
+  report.set_unchanged(counts.unchanged);
+  report.set_failed(counts.failed);
   report.set_rows_processed(report.rows_total());
   if (report.state() == ImportReport::RUNNING) {
     report.set_state(ImportReport::FAILED);
   }
   *report.mutable_finish_time() = ToProto(deps_.clock->Now());
-  job.error_csv = std::move(errors_csv);
+  // The failed rows are appended from the staged rows when stored.
+  std::vector<std::string> header = job.header_fields;
+  header.push_back("error");
+  job.error_csv = EncodeCsvLine(header);
+  return absl::OkStatus();
 }
 
 void ImportService::Finish(Job& job) {
-  BuildReport(job);
-  if (absl::Status s = deps_.store->FinishJob(StoredJob(job)); !s.ok()) {
+  absl::Status s = BuildReport(job);
+  if (s.ok()) s = deps_.store->FinishJob(*job.lease, StoredJob(job));
+  if (!s.ok()) {
     LogWarning(absl::StrCat("import ", job.id,
                             ": could not record the report: ", s.ToString()));
   }
+}
+
+ImportStore::RemoveUsers ImportService::RemoveFromMembership() {
+  return [this](const mv1::DeleteUsersRequest& req) {
+    return deps_.membership->DeleteUsers(req);
+  };
 }
 
 absl::StatusOr<ImportJob> ImportService::LoadJob(const std::string& id) {
   ASSIGN_OR_RETURN(ImportJob job, deps_.store->GetJob(id));
   if (job.report.state() != ImportReport::RUNNING) return job;
   // RUNNING with its lock free: the process running it died.
-  ASSIGN_OR_RETURN(bool reaped, deps_.store->ReapIfOrphaned(id));
+  ASSIGN_OR_RETURN(bool reaped,
+                   deps_.store->ReapIfOrphaned(id, RemoveFromMembership()));
   if (!reaped) return job;
   LogWarning(absl::StrCat("import ", id,
                           " was RUNNING in a process that died; marked "

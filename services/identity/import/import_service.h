@@ -31,6 +31,7 @@
 #include "guestlist/identity/v1/identity.pb.h"
 #include "services/identity/import/peers.h"
 #include "services/identity/import/rows.h"
+#include "services/identity/import/staging.h"
 #include "services/identity/import/store.h"
 
 namespace guestlist::identity::import {
@@ -96,16 +97,44 @@ class ImportService final {
   struct Job;
 
  private:
+  struct Plan;
+
   void RunJob(Job& job);
   absl::Status Execute(Job& job);
-  // The identity writes of a planned job, inside its commit.
-  absl::Status WriteRows(Job& job, ImportTx& tx, const WriteContext& context,
-                         const std::string& inviter, bool send_emails);
-  // Counts, report rows and the error CSV from the rows and plans.
-  void BuildReport(Job& job);
+  // Plans each row of a batch against identity's users and membership's
+  // access (errors go into the rows).
+  absl::Status PlanBatch(Job& job, absl::Time now,
+                         std::vector<StagedRow>& batch,
+                         std::vector<Plan>& plans);
+  // membership.ApplyGrants for the changing rows of a batch; refusals
+  // become row errors. Returns how many rows it refused.
+  absl::StatusOr<int> ApplyGrants(Job& job, std::vector<StagedRow>& batch,
+                                  const std::vector<Plan>& plans, bool dry_run,
+                                  bool* applied);
+  static std::vector<RowOutcome> Outcomes(const std::vector<StagedRow>& batch,
+                                          const std::vector<Plan>& plans);
+  // Identity writes of planned batches, gathered across batches and
+  // written (with the invitation emails) inside the job's commit.
+  struct PendingWrites {
+    std::vector<NewUser> creates;
+    std::vector<std::string> tokens;  // invitation token per create
+    std::vector<ExistingUser> updates;
+    std::vector<ExistingUser> archives;
+    size_t size() const {
+      return creates.size() + updates.size() + archives.size();
+    }
+  };
+  void CollectWrites(const std::vector<StagedRow>& batch,
+                     const std::vector<Plan>& plans, PendingWrites& pending);
+  absl::Status FlushWrites(Job& job, ImportTx& tx, const WriteContext& context,
+                           const std::string& inviter, bool send_emails,
+                           PendingWrites& pending);
+  // Counts and report rows from the staged rows; the error CSV's header.
+  absl::Status BuildReport(Job& job);
   static ImportJob StoredJob(const Job& job);
   // BuildReport + the job row (for jobs that did not commit).
   void Finish(Job& job);
+  ImportStore::RemoveUsers RemoveFromMembership();
   // The job, failed first if it is RUNNING in a process that died.
   absl::StatusOr<ImportJob> LoadJob(const std::string& id);
   // The report of the job that holds (workspace, key).

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "common/clock.h"
 #include "common/migrations.h"
 #include "common/outbox.h"
@@ -607,7 +608,6 @@ TEST_F(ImportPgTest, OnlyAdminsOfTheWorkspace) {
             absl::StatusCode::kPermissionDenied);
 }
 
-
 // Membership is granted under committed, locked intent rows: a crash before
 // identity's commit leaves them to the relay, which removes those users.
 TEST_F(ImportPgTest, IntentRowsCoverTheGrantsUntilIdentityCommits) {
@@ -627,11 +627,9 @@ TEST_F(ImportPgTest, IntentRowsCoverTheGrantsUntilIdentityCommits) {
   EXPECT_EQ(undo.workspace_id(), kWs);
   EXPECT_EQ(undo.user_ids_size(), 3);  // the three creates, not old.guest
   // Locked by the import's transaction: the relay skips it.
-  EXPECT_EQ(Query("SELECT id FROM identity.outbox FOR UPDATE SKIP LOCKED"),
-            "");
+  EXPECT_EQ(Query("SELECT id FROM identity.outbox FOR UPDATE SKIP LOCKED"), "");
   // Alive (its lock is held): GetImport does not fail it.
-  const std::string id =
-      Query("SELECT id FROM identity.imports").substr(0, 36);
+  const std::string id = Query("SELECT id FROM identity.imports").substr(0, 36);
   v1::GetImportRequest get;
   get.set_import_id(id);
   auto running = service_->GetImport(admin_, get);
@@ -677,8 +675,8 @@ TEST_F(ImportPgTest, FailedCommitUndoesMembershipGrants) {
   EXPECT_EQ(membership_.deleted_, 3);
   EXPECT_TRUE(membership_.records_.empty());
   EXPECT_EQ(Query("SELECT count(*) FROM identity.outbox"), "0\n");
-  EXPECT_EQ(Query("SELECT state, created FROM identity.imports"),
-            "FAILED|0\n");
+  // FAILED: the counts say what would have happened (as ALL_OR_NOTHING).
+  EXPECT_EQ(Query("SELECT state, created FROM identity.imports"), "FAILED|3\n");
   EXPECT_THAT(Query("SELECT failure_reason FROM identity.imports"),
               HasSubstr("ALREADY_EXISTS"));
 }
@@ -687,14 +685,9 @@ TEST_F(ImportPgTest, FailedCommitUndoesMembershipGrants) {
 // reading it (GetImport, the same idempotency key, start-up) fails it.
 TEST_F(ImportPgTest, JobOfADeadProcessIsFailedWhenRead) {
   constexpr char kJob[] = "66666666-6666-4666-8666-666666666666";
-  ASSERT_TRUE(pool_
-                  ->Exec("INSERT INTO identity.imports (id, workspace_id, "
-                         "idempotency_key, dry_run, mode, state, rows_total, "
-                         "create_time) VALUES ($1, $2, 'k-dead', false, "
-                         "'ALL_OR_NOTHING', 'RUNNING', 500, now())",
-                         {kJob, kWs})
-                  .ok());
-  // While another session holds its lock, the job is alive.
+  constexpr char kOrphan[] = "77777777-7777-4777-8777-777777777777";
+  // While a session holds its lock, the job is alive (taken before the row
+  // exists, as StartJob does, so the start-up reaper cannot win a race).
   auto holder = pool_->Acquire();
   ASSERT_TRUE(holder.ok());
   ASSERT_TRUE((*holder)
@@ -702,20 +695,43 @@ TEST_F(ImportPgTest, JobOfADeadProcessIsFailedWhenRead) {
                          "'identity.imports:' || $1, 0))",
                          {kJob})
                   .ok());
+  // The dead job had granted kOrphan (unknown to identity) and kAdmin
+  // (which identity has) in membership under one intent row.
+  membership_.records_[kOrphan].set_id(kOrphan);
+  membership_.records_[kAdmin].set_id(kAdmin);
+  mv1::DeleteUsersRequest undo;
+  undo.set_workspace_id(kWs);
+  undo.add_user_ids(kOrphan);
+  undo.add_user_ids(kAdmin);
+  ASSERT_TRUE(
+      pool_
+          ->Exec("WITH i AS (INSERT INTO identity.outbox (topic, "
+                 "payload, next_attempt_at) VALUES "
+                 "('identity.ReconcileInvite', decode($3, 'hex'), "
+                 "now() + interval '1 hour') RETURNING id) "
+                 "INSERT INTO identity.imports (id, workspace_id, "
+                 "idempotency_key, dry_run, mode, state, rows_total, "
+                 "create_time, intent_ids) SELECT $1, $2, 'k-dead', "
+                 "false, 'ALL_OR_NOTHING', 'RUNNING', 500, now(), "
+                 "ARRAY[i.id] FROM i",
+                 {kJob, kWs, absl::BytesToHexString(undo.SerializeAsString())})
+          .ok());
   v1::GetImportRequest get;
   get.set_import_id(kJob);
   auto alive = service_->GetImport(admin_, get);
   ASSERT_TRUE(alive.ok()) << alive.status();
   EXPECT_EQ(alive->state(), ImportReport::RUNNING);
+  EXPECT_EQ(membership_.deleted_, 0);
   ASSERT_TRUE((*holder)
                   ->Exec("SELECT pg_advisory_unlock(hashtextextended("
                          "'identity.imports:' || $1, 0))",
                          {kJob})
                   .ok());
 
-  // The same file again with the same key gets the failed report.
-  auto again = Import(ReadFile("template-basic.csv"), false,
-                      v1::ALL_OR_NOTHING, 64, nullptr, "k-dead");
+  // The same file again with the same key gets the failed report, and
+  // membership already lost the user identity does not have (only it).
+  auto again = Import(ReadFile("template-basic.csv"), false, v1::ALL_OR_NOTHING,
+                      64, nullptr, "k-dead");
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->import_id(), kJob);
   EXPECT_EQ(again->state(), ImportReport::FAILED);
@@ -724,6 +740,10 @@ TEST_F(ImportPgTest, JobOfADeadProcessIsFailedWhenRead) {
   EXPECT_THAT(again->rows(0).errors(0).reason(),
               HasSubstr("stopped before it finished"));
   EXPECT_TRUE(again->has_finish_time());
+  EXPECT_EQ(membership_.deleted_, 1);
+  EXPECT_FALSE(membership_.records_.contains(kOrphan));
+  EXPECT_TRUE(membership_.records_.contains(kAdmin));
+  EXPECT_EQ(Query("SELECT count(*) FROM identity.outbox"), "0\n");
   auto errors = service_->GetImportErrors(admin_, [&] {
     v1::GetImportErrorsRequest r;
     r.set_import_id(kJob);
@@ -731,13 +751,18 @@ TEST_F(ImportPgTest, JobOfADeadProcessIsFailedWhenRead) {
   }());
   EXPECT_TRUE(errors.ok()) << errors.status();
 
-  // At start-up, every orphan is failed.
+  // At start-up, every orphan is failed (on a background thread).
   ASSERT_TRUE(pool_
                   ->Exec("UPDATE identity.imports SET state = 'RUNNING', "
                          "failure_reason = '' WHERE id = $1",
                          {kJob})
                   .ok());
   MakeService(ImportConfig());
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (Query("SELECT state FROM identity.imports") != "FAILED\n" &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
   EXPECT_EQ(Query("SELECT state FROM identity.imports"), "FAILED\n");
 }
 

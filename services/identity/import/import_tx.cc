@@ -3,6 +3,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "services/identity/import/staging.h"
 
 namespace guestlist::identity::import {
 namespace {
@@ -28,11 +29,16 @@ absl::Status ChangedSinceRead() {
 
 }  // namespace
 
-const char kFinishJobSql[] =
-    "UPDATE identity.imports SET state = $2, rows_processed = $3, "
-    "created = $4, updated = $5, deleted = $6, unchanged = $7, "
-    "failed = $8, report = decode($9, 'hex'), error_csv = $10, "
-    "failure_reason = $11, finish_time = now() WHERE id = $1::uuid";
+// The error CSV is its header line ($10) plus the failed rows staged on
+// the same connection (staging.h).
+std::string FinishJobSql() {
+  return absl::StrCat(
+      "UPDATE identity.imports SET state = $2, rows_processed = $3, "
+      "created = $4, updated = $5, deleted = $6, unchanged = $7, "
+      "failed = $8, report = decode($9, 'hex'), error_csv = $10 || ",
+      Staging::kErrorLinesSql,
+      ", failure_reason = $11, finish_time = now() WHERE id = $1::uuid");
+}
 
 pg::Params FinishJobParams(const ImportJob& job) {
   const v1::ImportReport& r = job.report;
@@ -176,15 +182,16 @@ absl::Status ImportTx::Enqueue(const std::string& topic,
                                const std::vector<std::string>& payloads) {
   for (size_t start = 0; start < payloads.size();
        start += kPayloadsPerStatement) {
-    std::vector<std::string> hex;
+    // Base64, not hex: a third less text for the server to parse.
+    std::vector<std::string> encoded;
     for (size_t i = start;
          i < std::min(payloads.size(), start + kPayloadsPerStatement); ++i) {
-      hex.push_back(absl::BytesToHexString(payloads[i]));
+      encoded.push_back(absl::Base64Escape(payloads[i]));
     }
     RETURN_IF_ERROR(
         tx_.Exec("INSERT INTO identity.outbox (topic, payload) "
-                 "SELECT $1, decode(p, 'hex') FROM unnest($2::text[]) AS p",
-                 {topic, pg::TextArray(hex)})
+                 "SELECT $1, decode(p, 'base64') FROM unnest($2::text[]) AS p",
+                 {topic, pg::TextArray(encoded)})
             .status());
   }
   return absl::OkStatus();
@@ -193,7 +200,7 @@ absl::Status ImportTx::Enqueue(const std::string& topic,
 absl::Status ImportTx::FinishJob(const ImportJob& job) {
   ASSIGN_OR_RETURN(
       pg::Result r,
-      tx_.Exec(absl::StrCat(kFinishJobSql, " AND state = 'RUNNING'"),
+      tx_.Exec(absl::StrCat(FinishJobSql(), " AND state = 'RUNNING'"),
                FinishJobParams(job)));
   if (r.AffectedRows() != 1) {
     return absl::AbortedError(absl::StrCat(

@@ -92,9 +92,10 @@ class ImportTx final {
   const WriteContext context_;
 };
 
-// The UPDATE that records a finished job, for use inside and outside a
-// transaction: $1 id, $2 state, $3.. counters, report, error CSV, reason.
-extern const char kFinishJobSql[];
+// The UPDATE that records a finished job, on the job's connection, inside
+// or outside its commit: $1 id, $2 state, $3.. counters, report, the error
+// CSV's header line, reason.
+std::string FinishJobSql();
 pg::Params FinishJobParams(const ImportJob& job);
 
 }  // namespace guestlist::identity::import

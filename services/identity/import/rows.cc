@@ -232,16 +232,16 @@ absl::StatusOr<std::string> CanonicalMetadata(absl::string_view json) {
   return parsed.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+std::string DuplicateReason(const std::string& username, int first_line) {
+  return absl::StrCat("username \"", username, "\" already appears on line ",
+                      first_line, "; keep one row per user");
+}
+
 void DuplicateTracker::Check(RowIntent& row) {
   if (row.username.empty()) return;
   auto [it, inserted] =
       first_line_.try_emplace(absl::AsciiStrToLower(row.username), row.line);
-  if (!inserted) {
-    AddError(
-        row, "",
-        absl::StrCat("username \"", row.username, "\" already appears on line ",
-                     it->second, "; keep one row per user"));
-  }
+  if (!inserted) AddError(row, "", DuplicateReason(row.username, it->second));
 }
 
 RowIntent ValidateRow(const HeaderMap& header, const CsvRecord& record,

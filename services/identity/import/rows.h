@@ -102,6 +102,10 @@ struct RowContext {
 RowIntent ValidateRow(const HeaderMap& header, const CsvRecord& record,
                       const RowContext& context);
 
+// The error of a row whose username (case-insensitive) already appeared on
+// `first_line`.
+std::string DuplicateReason(const std::string& username, int first_line);
+
 // Flags rows whose username (case-insensitive) appeared on an earlier line.
 class DuplicateTracker final {
  public:

@@ -3,6 +3,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "guestlist/membership/v1/membership.pb.h"
 #include "services/identity/import/rows.h"
@@ -180,31 +181,33 @@ absl::StatusOr<std::string> ImportStore::UserDisplayName(
   return r.Get(0, 0).empty() ? r.Get(0, 1) : r.Get(0, 0);
 }
 
-absl::StatusOr<std::unique_ptr<JobLease>> ImportStore::StartJob(
-    const ImportJob& job) {
+absl::StatusOr<std::unique_ptr<JobLease>> ImportStore::OpenLease() {
   ASSIGN_OR_RETURN(pg::PooledConnection conn, pool_->Acquire());
+  return std::make_unique<JobLease>(std::move(conn));
+}
+
+absl::Status ImportStore::StartJob(JobLease& lease, const ImportJob& job) {
   // Locked before the row exists, so no reader ever sees the job RUNNING
   // and unlocked while it is alive.
   RETURN_IF_ERROR(
-      conn->Exec(absl::StrCat("SELECT pg_advisory_lock(", kLockKey, ")"),
+      lease.conn()
+          ->Exec(absl::StrCat("SELECT pg_advisory_lock(", kLockKey, ")"),
                  {job.id})
           .status());
-  auto lease = std::make_unique<JobLease>(std::move(conn), job.id);
+  lease.job_id_ = job.id;
   const v1::ImportReport& r = job.report;
-  RETURN_IF_ERROR(
-      lease->conn()
-          ->Exec(
-              "INSERT INTO identity.imports (id, workspace_id, "
-              "idempotency_key, creator, dry_run, mode, state, rows_total, "
-              "create_time) VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, "
-              "$7, $8, $9)",
-              {job.id, job.workspace_id, job.idempotency_key, job.creator,
-               pg::Bool(r.dry_run()), v1::ImportMode_Name(r.mode()),
-               v1::ImportReport::State_Name(r.state()), pg::Int(r.rows_total()),
-               pg::Time(absl::FromUnixSeconds(r.create_time().seconds()) +
-                        absl::Nanoseconds(r.create_time().nanos()))})
-          .status());
-  return lease;
+  return lease.conn()
+      ->Exec(
+          "INSERT INTO identity.imports (id, workspace_id, "
+          "idempotency_key, creator, dry_run, mode, state, rows_total, "
+          "create_time) VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, "
+          "$8, $9)",
+          {job.id, job.workspace_id, job.idempotency_key, job.creator,
+           pg::Bool(r.dry_run()), v1::ImportMode_Name(r.mode()),
+           v1::ImportReport::State_Name(r.state()), pg::Int(r.rows_total()),
+           pg::Time(absl::FromUnixSeconds(r.create_time().seconds()) +
+                    absl::Nanoseconds(r.create_time().nanos()))})
+      .status();
 }
 
 JobLease::~JobLease() {
@@ -224,8 +227,8 @@ absl::Status ImportStore::UpdateProgress(const std::string& id,
       .status();
 }
 
-absl::Status ImportStore::FinishJob(const ImportJob& job) {
-  return pool_->Exec(kFinishJobSql, FinishJobParams(job)).status();
+absl::Status ImportStore::FinishJob(JobLease& lease, const ImportJob& job) {
+  return lease.conn()->Exec(FinishJobSql(), FinishJobParams(job)).status();
 }
 
 absl::StatusOr<ImportJob> ImportStore::GetJob(const std::string& id) {
@@ -297,20 +300,32 @@ absl::StatusOr<std::optional<std::string>> ImportStore::FindJobByKey(
   return std::optional<std::string>(r.Get(0, 0));
 }
 
-absl::StatusOr<bool> ImportStore::ReapIfOrphaned(const std::string& id) {
+absl::StatusOr<bool> ImportStore::ReapIfOrphaned(const std::string& id,
+                                                 const RemoveUsers& remove) {
   if (!LooksLikeUuid(id)) return false;
   ASSIGN_OR_RETURN(pg::PooledConnection conn, pool_->Acquire());
   ASSIGN_OR_RETURN(
       pg::Result running,
-      conn->Exec("SELECT 1 FROM identity.imports WHERE id = $1::uuid AND "
-                 "state = 'RUNNING'",
+      conn->Exec("SELECT workspace_id FROM identity.imports WHERE id = "
+                 "$1::uuid AND state = 'RUNNING'",
                  {id}));
   if (running.rows() == 0) return false;
+  const std::string workspace_id = running.Get(0, 0);
   ASSIGN_OR_RETURN(
       pg::Result locked,
       conn->Exec(absl::StrCat("SELECT pg_try_advisory_lock(", kLockKey, ")"),
                  {id}));
   if (!locked.GetBool(0, 0)) return false;  // its process is alive
+  // Holding the job's lock: undo membership's part first, so whoever reads
+  // FAILED finds no user there that identity does not have. If membership
+  // is down, the relay does it later from the same rows.
+  absl::Status reconciled = ReconcileIntents(conn, id, workspace_id, remove);
+  if (!reconciled.ok()) {
+    LogWarning(absl::StrCat("import ", id,
+                            ": membership not reconciled yet (the relay will "
+                            "retry): ",
+                            reconciled.ToString()));
+  }
   absl::StatusOr<pg::Result> failed = conn->Exec(
       "UPDATE identity.imports SET state = 'FAILED', finish_time = now(), "
       "rows_processed = rows_total, failure_reason = $2 "
@@ -325,12 +340,42 @@ absl::StatusOr<bool> ImportStore::ReapIfOrphaned(const std::string& id) {
   return failed->AffectedRows() > 0;
 }
 
-absl::Status ImportStore::ReapOrphanedJobs() {
+absl::Status ImportStore::ReconcileIntents(pg::PooledConnection& conn,
+                                           const std::string& job_id,
+                                           const std::string& workspace_id,
+                                           const RemoveUsers& remove) {
+  pg::Transaction tx(conn);
+  RETURN_IF_ERROR(tx.status());
+  // Waits for the relay if it is reconciling the same rows right now.
+  ASSIGN_OR_RETURN(
+      pg::Result rows,
+      tx.Exec("SELECT o.id, encode(o.payload, 'hex') FROM identity.outbox o "
+              "JOIN identity.imports j ON o.id = ANY(j.intent_ids) "
+              "WHERE j.id = $1::uuid ORDER BY o.id FOR UPDATE OF o",
+              {job_id}));
+  for (int i = 0; i < rows.rows(); ++i) {
+    mv1::DeleteUsersRequest undo;
+    if (!undo.ParseFromString(absl::HexStringToBytes(rows.Get(i, 1)))) {
+      continue;  // not ours to judge: the relay drops what does not parse
+    }
+    const std::vector<std::string> ids(undo.user_ids().begin(),
+                                       undo.user_ids().end());
+    RETURN_IF_ERROR(DropMissingFromMembership(
+        workspace_id, ids, static_cast<int>(std::max<size_t>(1, ids.size())),
+        remove));
+    RETURN_IF_ERROR(
+        tx.Exec("DELETE FROM identity.outbox WHERE id = $1", {rows.Get(i, 0)})
+            .status());
+  }
+  return tx.Commit();
+}
+
+absl::Status ImportStore::ReapOrphanedJobs(const RemoveUsers& remove) {
   ASSIGN_OR_RETURN(
       pg::Result r,
       pool_->Exec("SELECT id FROM identity.imports WHERE state = 'RUNNING'"));
   for (int i = 0; i < r.rows(); ++i) {
-    RETURN_IF_ERROR(ReapIfOrphaned(r.Get(i, 0)).status());
+    RETURN_IF_ERROR(ReapIfOrphaned(r.Get(i, 0), remove).status());
   }
   return absl::OkStatus();
 }
@@ -350,14 +395,21 @@ absl::StatusOr<std::vector<int64_t>> ImportStore::AddIntents(
   }
   std::vector<int64_t> ids;
   if (payloads.empty()) return ids;
-  // Autocommit: the rows must be durable before membership is touched.
+  // Autocommit: the rows must be durable before membership is touched;
+  // the job row names them in the same statement. Due in a minute, not a
+  // second (InviteUser's): the commit locks them only after all of a large
+  // file's are in. After a crash, whoever next reads the job (or start-up)
+  // reconciles them at once; the relay is the fallback.
   ASSIGN_OR_RETURN(
       pg::Result r,
       lease.conn()->Exec(
-          "INSERT INTO identity.outbox (topic, payload, next_attempt_at) "
-          "SELECT $1, decode(p, 'hex'), now() + interval '1 second' "
-          "FROM unnest($2::text[]) AS p RETURNING id",
-          {kTopicReconcileInvite, pg::TextArray(payloads)}));
+          "WITH i AS (INSERT INTO identity.outbox (topic, payload, "
+          "next_attempt_at) SELECT $1, decode(p, 'hex'), now() + interval "
+          "'60 seconds' FROM unnest($2::text[]) AS p RETURNING id), "
+          "j AS (UPDATE identity.imports SET intent_ids = "
+          "(SELECT array_agg(id) FROM i) WHERE id = $3::uuid) "
+          "SELECT id FROM i ORDER BY id",
+          {kTopicReconcileInvite, pg::TextArray(payloads), lease.job_id()}));
   for (int i = 0; i < r.rows(); ++i) ids.push_back(r.GetInt(i, 0));
   return ids;
 }

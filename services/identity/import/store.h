@@ -29,14 +29,15 @@ struct WorkspaceInfo {
   std::vector<std::string> blocked_email_domains;
 };
 
-// The connection an import job runs on. For the job's whole life it holds
-// a session advisory lock keyed by the job id, so a RUNNING job whose lock
-// is free belongs to a process that died (ImportStore::ReapIfOrphaned).
+// The connection an import job runs on, from its upload to its end: it
+// holds the staged rows (staging.h) and, once the job exists, a session
+// advisory lock keyed by the job id, so a RUNNING job whose lock is free
+// belongs to a process that died (ImportStore::ReapIfOrphaned).
 class JobLease final {
  public:
-  JobLease(pg::PooledConnection conn, std::string job_id)
-      : conn_(std::move(conn)), job_id_(std::move(job_id)) {}
-  // Releases the lock (a broken connection has lost it already).
+  explicit JobLease(pg::PooledConnection conn) : conn_(std::move(conn)) {}
+  // Drops the staged rows and releases the lock (a broken connection has
+  // lost both already).
   ~JobLease();
   JobLease(const JobLease&) = delete;
   JobLease& operator=(const JobLease&) = delete;
@@ -45,8 +46,9 @@ class JobLease final {
   const std::string& job_id() const { return job_id_; }
 
  private:
+  friend class ImportStore;
   pg::PooledConnection conn_;
-  const std::string job_id_;
+  std::string job_id_;  // set by StartJob
 };
 
 class ImportStore final {
@@ -69,27 +71,36 @@ class ImportStore final {
   // "First Last", else the username; "" if unknown.
   absl::StatusOr<std::string> UserDisplayName(const std::string& user_id);
 
-  // Jobs. StartJob takes a connection, locks the job's advisory lock and
-  // inserts the RUNNING job on it; the lease keeps both until the job ends.
-  // ALREADY_EXISTS when the workspace already has a job with the same
-  // idempotency key.
-  absl::StatusOr<std::unique_ptr<JobLease>> StartJob(const ImportJob& job);
+  // Jobs. OpenLease takes the job's connection (for staging the upload);
+  // StartJob locks the job's advisory lock on it and inserts the RUNNING
+  // job; the lease keeps both until the job ends. ALREADY_EXISTS when the
+  // workspace already has a job with the same idempotency key.
+  absl::StatusOr<std::unique_ptr<JobLease>> OpenLease();
+  absl::Status StartJob(JobLease& lease, const ImportJob& job);
   absl::Status UpdateProgress(const std::string& id, int rows_processed);
-  absl::Status FinishJob(const ImportJob& job);
+  // Records the final report; the failed rows of the error CSV come from
+  // the rows staged on the lease's connection.
+  absl::Status FinishJob(JobLease& lease, const ImportJob& job);
   // Errors: NOT_FOUND.
   absl::StatusOr<ImportJob> GetJob(const std::string& id);
   absl::StatusOr<std::optional<std::string>> FindJobByKey(
       const std::string& workspace_id, const std::string& key);
+  // Removes users from membership (membership.DeleteUsers).
+  using RemoveUsers = std::function<absl::Status(
+      const ::guestlist::membership::v1::DeleteUsersRequest&)>;
   // If the job is RUNNING but nobody holds its lock (the process running
-  // it died), marks it FAILED with a reason. Returns whether it did.
-  absl::StatusOr<bool> ReapIfOrphaned(const std::string& id);
+  // it died): reconciles its intent rows (removes from membership, through
+  // `remove`, the users identity does not have), then marks it FAILED with
+  // a reason. Returns whether it did.
+  absl::StatusOr<bool> ReapIfOrphaned(const std::string& id,
+                                      const RemoveUsers& remove);
   // ReapIfOrphaned for every RUNNING job (at start-up).
-  absl::Status ReapOrphanedJobs();
+  absl::Status ReapOrphanedJobs(const RemoveUsers& remove);
 
   // Intent rows for the users an import is about to create in membership
   // (InviteUser's mechanism): committed outbox rows of topic
   // kTopicReconcileInvite, each a DeleteUsersRequest of at most `per_row`
-  // ids, due in one second. Commit locks them before the grants and
+  // ids, due in a minute. Commit locks them before the grants and
   // deletes them with the commit; if the process dies in between, the relay
   // finds them unlocked and removes from membership the users identity
   // does not have. Returns their ids.
@@ -102,9 +113,7 @@ class ImportStore final {
   // `per_call` at a time (the compensation of a rolled-back import).
   absl::Status DropMissingFromMembership(
       const std::string& workspace_id, const std::vector<std::string>& user_ids,
-      int per_call,
-      const std::function<absl::Status(
-          const ::guestlist::membership::v1::DeleteUsersRequest&)>& remove);
+      int per_call, const RemoveUsers& remove);
   // One transaction on the job's connection: locks `intents` (ABORTED if
   // one is gone: the relay already reconciled it), runs `fn` (the grants,
   // then the writes through ImportTx), deletes the intents and commits if
@@ -114,6 +123,11 @@ class ImportStore final {
                       const std::function<absl::Status(ImportTx&)>& fn);
 
  private:
+  absl::Status ReconcileIntents(pg::PooledConnection& conn,
+                                const std::string& job_id,
+                                const std::string& workspace_id,
+                                const RemoveUsers& remove);
+
   pg::Pool* pool_;
 };
 
