@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -30,6 +32,13 @@ int FreePort() {
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   close(fd);
   return ntohs(addr.sin_port);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 size_t Append(char* data, size_t size, size_t n, void* out) {
@@ -55,13 +64,14 @@ TEST(GatewayBinaryTest, ServesAndExitsCleanlyOnSigterm) {
   const int port = FreePort();
   const std::string dead = "127.0.0.1:" + std::to_string(FreePort());
   const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string log_path = std::string(tmp ? tmp : "/tmp") + "/gateway.log";
   testing::ChildProcess gateway(
       testing::RunfilePath("services/gateway/gateway"), {},
       {{"GUESTLIST_GATEWAY_PORT", std::to_string(port)},
        {"GUESTLIST_IDENTITY_ADDR", dead},
        {"GUESTLIST_MEMBERSHIP_ADDR", dead},
        {"GUESTLIST_NOTIFICATION_ADDR", dead}},
-      std::string(tmp ? tmp : "/tmp") + "/gateway.log");
+      log_path);
   for (int i = 0; i < 100 && !testing::PortOpen(port); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -77,7 +87,8 @@ TEST(GatewayBinaryTest, ServesAndExitsCleanlyOnSigterm) {
   body.clear();
   EXPECT_EQ(Get(base + "/v1/users/u1", &body), 503);
   gateway.Signal(SIGTERM);
-  EXPECT_EQ(gateway.Wait(10000), 0);
+  const int exit_code = gateway.Wait(10000);
+  EXPECT_EQ(exit_code, 0) << "gateway log:\n" << ReadFile(log_path);
 }
 
 }  // namespace

@@ -74,7 +74,7 @@ class HttpServer::Impl::Session final
     : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, std::shared_ptr<Impl> server)
-      : stream_(std::move(socket)), server_(std::move(server)) {
+      : server_(std::move(server)), stream_(std::move(socket)) {
     beast::error_code ec;
     auto endpoint = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_ = endpoint.address().to_string();
@@ -335,9 +335,12 @@ class HttpServer::Impl::Session final
     stream_.close();
   }
 
-  beast::tcp_stream stream_;
   // Shared: a session may outlive the server object in a late callback.
+  // Declared before the stream so it is destroyed after it: the stream's
+  // executor lives in the server's io_context, and the last reference to
+  // a session (and so to the server) can be dropped on a gRPC thread.
   const std::shared_ptr<Impl> server_;
+  beast::tcp_stream stream_;
   std::string remote_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::buffer_body>> parser_;
