@@ -5,6 +5,7 @@
 #include <grpcpp/resource_quota.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/random.h"
@@ -141,6 +143,10 @@ int ServiceRunner::WaitForShutdown() {
   if (!impl_->stop_probe_.HasBeenNotified()) impl_->stop_probe_.Notify();
   if (impl_->probe_thread_.joinable()) impl_->probe_thread_.join();
   impl_->SetServing(false);
+  // Lame duck: keep serving briefly while health checks report
+  // NOT_SERVING, so load balancers and clients move away and calls already
+  // queued in the server are picked up rather than cancelled by Shutdown.
+  absl::SleepFor(std::min(impl_->options_.grace / 4, absl::Seconds(1)));
   // In-flight calls may finish until the deadline; later ones are cancelled.
   impl_->server_->Shutdown(
       absl::ToChronoTime(absl::Now() + impl_->options_.grace));
