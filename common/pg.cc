@@ -7,6 +7,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/string_view.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 
 namespace guestlist::pg {
 
@@ -97,8 +98,8 @@ absl::Status StatusFromResult(PGconn* conn, const PGresult* res) {
 
 Connection::~Connection() { PQfinish(conn_); }
 
-absl::StatusOr<Result> Connection::Exec(const std::string& sql,
-                                        const Params& params) {
+absl::StatusOr<std::vector<const char*>> Connection::Values(
+    const Params& params) {
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const Param& p : params) {
@@ -109,13 +110,38 @@ absl::StatusOr<Result> Connection::Exec(const std::string& sql,
     }
     values.push_back(p ? p->c_str() : nullptr);
   }
-  PGresult* res =
-      PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                   values.data(), nullptr, nullptr, 0);
+  return values;
+}
+
+absl::StatusOr<Result> Connection::Finish(PGresult* res) {
   Result result(res);
   const ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return result;
   return StatusFromResult(conn_, res);
+}
+
+absl::StatusOr<Result> Connection::Exec(const std::string& sql,
+                                        const Params& params) {
+  ASSIGN_OR_RETURN(std::vector<const char*> values, Values(params));
+  return Finish(PQexecParams(conn_, sql.c_str(),
+                             static_cast<int>(values.size()), nullptr,
+                             values.data(), nullptr, nullptr, 0));
+}
+
+absl::StatusOr<Result> Connection::ExecPrepared(const std::string& sql,
+                                                const Params& params) {
+  ASSIGN_OR_RETURN(std::vector<const char*> values, Values(params));
+  auto it = prepared_.find(sql);
+  if (it == prepared_.end()) {
+    const std::string name = absl::StrCat("gl_", prepared_.size() + 1);
+    RETURN_IF_ERROR(Finish(PQprepare(conn_, name.c_str(), sql.c_str(),
+                                     static_cast<int>(values.size()), nullptr))
+                        .status());
+    it = prepared_.emplace(sql, name).first;
+  }
+  return Finish(PQexecPrepared(conn_, it->second.c_str(),
+                               static_cast<int>(values.size()), values.data(),
+                               nullptr, nullptr, 0));
 }
 
 absl::Status Connection::ExecScript(const std::string& sql) {
@@ -209,6 +235,13 @@ absl::StatusOr<Result> Pool::Exec(const std::string& sql,
   absl::StatusOr<PooledConnection> conn = Acquire();
   if (!conn.ok()) return conn.status();
   return (*conn)->Exec(sql, params);
+}
+
+absl::StatusOr<Result> Pool::ExecPrepared(const std::string& sql,
+                                          const Params& params) {
+  absl::StatusOr<PooledConnection> conn = Acquire();
+  if (!conn.ok()) return conn.status();
+  return (*conn)->ExecPrepared(sql, params);
 }
 
 absl::Status Pool::Ping() { return Exec("SELECT 1").status(); }

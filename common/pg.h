@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -61,13 +62,25 @@ class Connection final {
   // Runs one parameterised statement. Returns its result or the error.
   absl::StatusOr<Result> Exec(const std::string& sql,
                               const Params& params = {});
+  // Like Exec, but the statement is parsed and planned once per connection
+  // (a server-side prepared statement). For hot, simple statements whose
+  // best plan does not depend on the parameters' values (lookups by key);
+  // not for searches, where a generic plan can be far worse.
+  absl::StatusOr<Result> ExecPrepared(const std::string& sql,
+                                      const Params& params = {});
   // Runs one or more statements without parameters (DDL, BEGIN, ...).
   absl::Status ExecScript(const std::string& sql);
   bool healthy() const { return PQstatus(conn_) == CONNECTION_OK; }
   PGconn* raw() { return conn_; }
 
  private:
+  // Values as libpq takes them; InvalidArgument on a NUL byte.
+  static absl::StatusOr<std::vector<const char*>> Values(const Params& params);
+  absl::StatusOr<Result> Finish(PGresult* res);
+
   PGconn* conn_;
+  // SQL text -> name of its prepared statement on this connection.
+  absl::flat_hash_map<std::string, std::string> prepared_;
 };
 
 class Pool;
@@ -109,6 +122,9 @@ class Pool final {
   // Acquire + Exec + release.
   absl::StatusOr<Result> Exec(const std::string& sql,
                               const Params& params = {});
+  // Acquire + ExecPrepared + release.
+  absl::StatusOr<Result> ExecPrepared(const std::string& sql,
+                                      const Params& params = {});
   // Returns OK when the database answers `SELECT 1`.
   absl::Status Ping();
   const PoolOptions& options() const { return options_; }

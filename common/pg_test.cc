@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "common/migrations.h"
 #include "gtest/gtest.h"
 #include "tests/testing/postgres.h"
@@ -38,6 +39,33 @@ TEST_F(PgTest, SqlStatesMapToStatusCodes) {
   EXPECT_EQ(pool.Exec("SELECT 1/0").status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(pool.Exec("SELECT nope FROM uniq").status().code(),
+            absl::StatusCode::kInternal);
+}
+
+// Prepared once per connection, then executed with other values; the
+// NUL guard and error mapping apply as for Exec.
+TEST_F(PgTest, PreparedStatementsRunWithEachCallsParameters) {
+  pg::Pool pool({.conninfo = db_->ConnInfo(), .max_size = 1});
+  const std::string sql = "SELECT $1::int * 2, $2::text";
+  for (int i = 0; i < 5; ++i) {
+    auto r = pool.ExecPrepared(sql, {pg::Int(i), absl::StrCat("v", i)});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->GetInt(0, 0), 2 * i);
+    EXPECT_EQ(r->Get(0, 1), absl::StrCat("v", i));
+  }
+  // One connection in the pool: the statement was prepared once on it.
+  auto prepared = pool.Exec(
+      "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1",
+      {sql});
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  EXPECT_EQ(prepared->GetInt(0, 0), 1);
+  EXPECT_EQ(pool.ExecPrepared(sql, {pg::Int(1), std::string("a\0b", 3)})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(pool.ExecPrepared("SELECT 1/$1::int", {pg::Int(0)}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(pool.ExecPrepared("SELECT nope").status().code(),
             absl::StatusCode::kInternal);
 }
 

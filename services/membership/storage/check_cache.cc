@@ -196,7 +196,7 @@ CheckCache::GetUser(const std::string& id) {
       &users_, id, [&]() -> absl::StatusOr<std::shared_ptr<const UserEntry>> {
         ASSIGN_OR_RETURN(
             pg::Result r,
-            pool_->Exec(
+            pool_->ExecPrepared(
                 "SELECT u.workspace_id, u.kind, u.status, "
                 "u.access_expire_time, (SELECT string_agg(m.group_id::text "
                 "|| ':' || m.role, ',') FROM membership.group_members m WHERE "
@@ -234,12 +234,13 @@ CheckCache::GetGroup(const std::string& id) {
       &groups_, id, [&]() -> absl::StatusOr<std::shared_ptr<const GroupEntry>> {
         ASSIGN_OR_RETURN(
             pg::Result r,
-            pool_->Exec("SELECT g.workspace_id, g.visibility, "
-                        "g.members_can_invite, g.members_can_publish, "
-                        "w.members_can_invite_guests FROM membership.groups g "
-                        "JOIN membership.workspaces w ON w.id = "
-                        "g.workspace_id WHERE g.id = $1",
-                        {id}));
+            pool_->ExecPrepared(
+                "SELECT g.workspace_id, g.visibility, "
+                "g.members_can_invite, g.members_can_publish, "
+                "w.members_can_invite_guests FROM membership.groups g "
+                "JOIN membership.workspaces w ON w.id = "
+                "g.workspace_id WHERE g.id = $1",
+                {id}));
         auto e = std::make_shared<GroupEntry>();
         if (r.rows() > 0) {
           e->exists = true;
@@ -259,9 +260,9 @@ CheckCache::GetApp(const std::string& id) {
   return GetOrLoad<SimpleEntry>(
       &apps_, id, [&]() -> absl::StatusOr<std::shared_ptr<const SimpleEntry>> {
         ASSIGN_OR_RETURN(pg::Result r,
-                         pool_->Exec("SELECT workspace_id FROM "
-                                     "membership.apps WHERE id = $1",
-                                     {id}));
+                         pool_->ExecPrepared("SELECT workspace_id FROM "
+                                             "membership.apps WHERE id = $1",
+                                             {id}));
         auto e = std::make_shared<SimpleEntry>();
         if (r.rows() > 0) {
           e->exists = true;
@@ -276,10 +277,11 @@ CheckCache::GetWorkspace(const std::string& id) {
   return GetOrLoad<SimpleEntry>(
       &workspaces_, id,
       [&]() -> absl::StatusOr<std::shared_ptr<const SimpleEntry>> {
-        ASSIGN_OR_RETURN(pg::Result r,
-                         pool_->Exec("SELECT id FROM membership.workspaces "
-                                     "WHERE id = $1",
-                                     {id}));
+        ASSIGN_OR_RETURN(
+            pg::Result r,
+            pool_->ExecPrepared("SELECT id FROM membership.workspaces "
+                                "WHERE id = $1",
+                                {id}));
         auto e = std::make_shared<SimpleEntry>();
         if (r.rows() > 0) {
           e->exists = true;
