@@ -112,7 +112,7 @@ absl::StatusOr<int> OutboxRelay::RunOnce() {
     for (int i : indexes) {
       payloads.push_back(absl::HexStringToBytes(rows.Get(i, 2)));
     }
-    std::vector<absl::Status> results = batch_handlers_[topic](payloads);
+    std::vector<absl::Status> results = batch_handlers_.at(topic)(payloads);
     for (size_t k = 0; k < indexes.size(); ++k) {
       outcome[indexes[k]] = k < results.size()
                                 ? results[k]

@@ -924,8 +924,7 @@ grpc::Status IdentityServiceImpl::ApproveAccessRequest(
           spec.existing_user = user;
           spec.access_request_id = ar.id;
           ar.state = v1::AccessRequest::APPROVED;
-          ASSIGN_OR_RETURN(
-              v1::Invitation inv,
+          RETURN_IF_ERROR(
               Invite(*ctx, caller, spec,
                      [&](IdentityTx& tx, const v1::Invitation& made) {
                        *resp->mutable_access_request() = ToProto(ar, user);
@@ -933,8 +932,8 @@ grpc::Status IdentityServiceImpl::ApproveAccessRequest(
                            made.user();
                        *resp->mutable_invitation() = made;
                        return save(tx, *resp);
-                     }));
-          (void)inv;
+                     })
+                  .status());
           return absl::OkStatus();
         });
   }());

@@ -1,6 +1,5 @@
 #include "services/identity/clients/outbox_relay.h"
 
-#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -33,31 +32,55 @@ OutboxRelay::Handler Handler(const char* topic,
   };
 }
 
-// One BatchSendEmail per 500 payloads; when notification refuses a batch
-// as malformed, its messages go one by one so only the bad one is dropped.
-std::vector<absl::Status> SendEmailsInBatches(
+// Queues `batch` in one BatchSendEmail; when notification refuses it as
+// malformed, the messages go one by one so only the bad one is dropped.
+// Returns one status per message (OK for a dropped one).
+std::vector<absl::Status> SendBatch(NotificationClient* notification,
+                                    const nv1::BatchSendEmailRequest& batch) {
+  const absl::Status all = notification->BatchSendEmail(batch);
+  if (all.code() != absl::StatusCode::kInvalidArgument) {
+    return std::vector<absl::Status>(batch.messages_size(), all);
+  }
+  std::vector<absl::Status> out;
+  for (const auto& m : batch.messages()) {
+    absl::Status s = notification->SendEmail(m);
+    if (s.code() == absl::StatusCode::kInvalidArgument) {
+      LogError("dropping an email the peer refuses",
+               {{"to_user", m.recipient_user_id()},
+                {"error", std::string(s.message())}});
+      s = absl::OkStatus();
+    }
+    out.push_back(s);
+  }
+  return out;
+}
+
+// Rows of single emails (kTopicSendEmail), at most 500 per BatchSendEmail
+// (notification's limit); one status per row.
+std::vector<absl::Status> SendEmailRows(
     NotificationClient* notification,
     const std::vector<std::string>& payloads) {
-  constexpr size_t kMaxBatch = 500;  // notification's limit
-  const OutboxRelay::Handler one_by_one = Handler<nv1::SendEmailRequest>(
-      kTopicSendEmail,
-      [notification](const auto& r) { return notification->SendEmail(r); });
+  constexpr int kMaxBatch = 500;
   std::vector<absl::Status> out(payloads.size());
-  for (size_t begin = 0; begin < payloads.size(); begin += kMaxBatch) {
-    const size_t end = std::min(payloads.size(), begin + kMaxBatch);
-    nv1::BatchSendEmailRequest batch;
-    bool parsed = true;
-    for (size_t i = begin; i < end && parsed; ++i) {
-      parsed = batch.add_messages()->ParseFromString(payloads[i]);
+  nv1::BatchSendEmailRequest batch;
+  std::vector<size_t> rows;  // payload index of each message in `batch`
+  auto flush = [&] {
+    std::vector<absl::Status> sent = SendBatch(notification, batch);
+    for (size_t k = 0; k < rows.size(); ++k) out[rows[k]] = sent[k];
+    batch.Clear();
+    rows.clear();
+  };
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    if (!batch.add_messages()->ParseFromString(payloads[i])) {
+      batch.mutable_messages()->RemoveLast();
+      LogError("dropping an outbox message that does not parse",
+               {{"topic", kTopicSendEmail}});
+      continue;  // out[i] stays OK: the row is deleted
     }
-    absl::Status s = parsed ? notification->BatchSendEmail(batch)
-                            : absl::InvalidArgumentError("unparsable row");
-    for (size_t i = begin; i < end; ++i) {
-      out[i] = s.code() == absl::StatusCode::kInvalidArgument
-                   ? one_by_one(payloads[i])
-                   : s;
-    }
+    rows.push_back(i);
+    if (batch.messages_size() == kMaxBatch) flush();
   }
+  if (!rows.empty()) flush();
   return out;
 }
 
@@ -99,24 +122,12 @@ void RegisterOutboxHandlers(OutboxRelay* relay, MembershipClient* membership,
   // Invitation emails of a bulk import, up to 500 per row
   // (services/identity/import/import_tx.h kTopicBatchSendEmail), in one
   // BatchSendEmail. Each message has its own idempotency key, so a retry of
-  // the row queues each email once. A batch refused as malformed goes one
-  // by one, so only the bad message is dropped.
+  // the row queues each email once.
   relay->Register(
       kTopicBatchSendEmail,
       Handler<nv1::BatchSendEmailRequest>(
           kTopicBatchSendEmail, [notification](const auto& r) -> absl::Status {
-            absl::Status batch = notification->BatchSendEmail(r);
-            if (batch.code() != absl::StatusCode::kInvalidArgument) {
-              return batch;
-            }
-            for (const auto& m : r.messages()) {
-              absl::Status s = notification->SendEmail(m);
-              if (s.code() == absl::StatusCode::kInvalidArgument) {
-                LogError("dropping an invitation email the peer refuses",
-                         {{"to_user", m.recipient_user_id()},
-                          {"error", std::string(s.message())}});
-                continue;
-              }
+            for (const absl::Status& s : SendBatch(notification, r)) {
               if (!s.ok()) return s;
             }
             return absl::OkStatus();
@@ -125,7 +136,7 @@ void RegisterOutboxHandlers(OutboxRelay* relay, MembershipClient* membership,
   relay->RegisterBatch(
       kTopicSendEmail,
       [notification](const std::vector<std::string>& payloads) {
-        return SendEmailsInBatches(notification, payloads);
+        return SendEmailRows(notification, payloads);
       });
   relay->Register(kTopicSyncUsers,
                   Handler<mv1::SyncUsersRequest>(

@@ -3,6 +3,7 @@
 // PostgreSQL: an intent row naming many users removes from membership only
 // those identity lacks, and a row of invitation emails goes to
 // notification as one batch.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -50,16 +51,24 @@ class FakeMembership final : public MembershipClient {
 
 class FakeNotification final : public NotificationClient {
  public:
-  absl::Status SendEmail(const nv1::SendEmailRequest&) override {
+  absl::Status SendEmail(const nv1::SendEmailRequest& m) override {
     ++singles;
+    if (m.to() == refused) return absl::InvalidArgumentError("bad address");
+    sent.push_back(m.to());
     return absl::OkStatus();
   }
   absl::Status BatchSendEmail(const nv1::BatchSendEmailRequest& r) override {
     batches.push_back(r.messages_size());
+    for (const auto& m : r.messages()) {
+      if (m.to() == refused) return absl::InvalidArgumentError("bad address");
+    }
+    for (const auto& m : r.messages()) sent.push_back(m.to());
     return absl::OkStatus();
   }
+  std::string refused;  // an address notification refuses as malformed
   int singles = 0;
   std::vector<int> batches;
+  std::vector<std::string> sent;
 };
 
 class RelayHandlersTest : public ::testing::Test {
@@ -158,6 +167,33 @@ TEST_F(RelayHandlersTest, ImportEmailRowGoesAsOneBatch) {
   EXPECT_EQ(*delivered, 1);
   EXPECT_EQ(notification_.batches, std::vector<int>{3});
   EXPECT_EQ(notification_.singles, 0);
+  EXPECT_EQ(Remaining(), "0");
+}
+
+// One malformed message must not block the others, on either email
+// topic: the batch is refused, its messages go one by one, the bad one is
+// dropped and every row is done.
+TEST_F(RelayHandlersTest, RefusedBatchGoesOneByOneAndDropsOnlyTheBadEmail) {
+  notification_.refused = "bad@x.example";
+  nv1::BatchSendEmailRequest batch;
+  for (const char* to : {"a@x.example", "bad@x.example", "b@x.example"}) {
+    batch.add_messages()->set_to(to);
+  }
+  Enqueue("notification.BatchSendEmail", batch.SerializeAsString());
+  for (const char* to : {"c@x.example", "bad@x.example", "d@x.example"}) {
+    nv1::SendEmailRequest single;
+    single.set_to(to);
+    Enqueue(kTopicSendEmail, single.SerializeAsString());
+  }
+  auto delivered = relay_->RunOnce();
+  ASSERT_TRUE(delivered.ok()) << delivered.status();
+  EXPECT_EQ(*delivered, 4);
+  EXPECT_EQ(notification_.batches, (std::vector<int>{3, 3}));
+  EXPECT_EQ(notification_.singles, 6);
+  std::vector<std::string> sent = notification_.sent;
+  std::sort(sent.begin(), sent.end());
+  EXPECT_EQ(sent, (std::vector<std::string>{"a@x.example", "b@x.example",
+                                            "c@x.example", "d@x.example"}));
   EXPECT_EQ(Remaining(), "0");
 }
 

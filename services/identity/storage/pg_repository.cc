@@ -1,9 +1,9 @@
 #include "services/identity/storage/pg_repository.h"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/escaping.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -492,25 +492,21 @@ class PgTx final : public IdentityTx {
         tx_.Exec(absl::StrCat("EXPLAIN (FORMAT JSON) ",
                               absl::StrJoin(branches, " UNION ALL ")),
                  params));
-    const std::string plan = r.rows() > 0 ? r.Get(0, 0) : "";
-    const std::string field = "\"Plan Rows\": ";
-    std::vector<int64_t> rows;
-    for (size_t at = plan.find(field); at != std::string::npos;
-         at = plan.find(field, at + 1)) {
-      const size_t begin = at + field.size();
-      int64_t n = 0;
-      if (absl::SimpleAtoi(
-              plan.substr(begin, plan.find_first_of(",\n}", begin) - begin),
-              &n)) {
-        rows.push_back(n);
-      }
-    }
-    if (rows.empty()) {
+    // [{"Plan": {"Node Type": "Append", "Plan Rows": sum, "Plans": [...]}}]
+    const nlohmann::json plan = nlohmann::json::parse(
+        r.rows() > 0 ? r.Get(0, 0) : "", nullptr, /*allow_exceptions=*/false);
+    if (!plan.is_array() || plan.empty() || !plan[0].contains("Plan")) {
       return absl::InternalError("could not read the planner's estimate");
     }
-    // The first node is the Append of all branches (their sum).
-    return rows.size() == 1 ? rows[0]
-                            : *std::max_element(rows.begin() + 1, rows.end());
+    const nlohmann::json& top = plan[0]["Plan"];
+    int64_t largest = top.value("Plan Rows", int64_t{0});
+    if (top.contains("Plans")) {
+      largest = 0;
+      for (const nlohmann::json& branch : top["Plans"]) {
+        largest = std::max(largest, branch.value("Plan Rows", int64_t{0}));
+      }
+    }
+    return largest;
   }
 
   absl::StatusOr<std::vector<UserRecord>> ListAdmins(

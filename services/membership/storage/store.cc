@@ -146,9 +146,10 @@ absl::StatusOr<LicenseUsage> QueryUsage(Exec&& exec, const std::string& ws) {
   return u;
 }
 
-// Usage as seen by `tx`, which must hold the workspace lock: no other
-// writer can move the counters until it commits, and each statement of a
-// READ COMMITTED transaction sees everything committed before it.
+// Usage as seen by `tx`. Exact while `tx` holds the workspace lock (no
+// other writer can move the counters until it commits, and each statement
+// of a READ COMMITTED transaction sees everything committed before it);
+// without the lock, a snapshot that the caller must check again.
 absl::StatusOr<LicenseUsage> TxUsage(pg::Transaction& tx,
                                      const std::string& ws) {
   return QueryUsage(
