@@ -11,6 +11,7 @@
 #include "common/outbox.h"
 #include "common/server.h"
 #include "common/service_flags.h"
+#include "common/status_macros.h"
 #include "services/membership/api/service.h"
 #include "services/membership/migrations.h"
 
@@ -54,7 +55,15 @@ int main(int argc, char** argv) {
   });
   runner.AddService(&service);
   guestlist::pg::Pool* db = pool.get();
-  runner.SetReadinessProbe([db] { return db->Ping(); });
+  // Ready once the Check cache has warmed up the first time, so a new
+  // replica does not take traffic while every lookup is a miss.
+  auto* check_cache = &cache;
+  runner.SetReadinessProbe([db, check_cache, warm = false]() mutable {
+    RETURN_IF_ERROR(db->Ping());
+    if (!warm) warm = check_cache->AwaitWarm(absl::ZeroDuration());
+    if (!warm) return absl::UnavailableError("check cache warming up");
+    return absl::OkStatus();
+  });
   auto port = runner.Start();
   if (!port.ok()) {
     guestlist::ExitWithError("membership",

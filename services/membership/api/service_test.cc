@@ -678,6 +678,40 @@ TEST_F(MembershipApiTest, CacheDropsOnlyWhatChanged) {
   EXPECT_EQ(resp.reason(), "user is archived");
 }
 
+TEST_F(MembershipApiTest, WarmUpServesFirstLookupsFromMemory) {
+  const std::string ws = Id(470);
+  SyncWorkspace(ws, 10, true);
+  AddUser(Record(Id(471), ws, "a@warm.test", v1::DirectoryUser::ADMIN));
+  const std::string g =
+      CreateGroup(TokenOf(Id(471)), ws, "Warm", v1::Group::PRIVATE);
+  AddUser(Record(Id(472), ws, "m@warm.test", v1::DirectoryUser::MEMBER), {g});
+  // A new replica's cache, loading two entries per chunk so warm-up pages.
+  CheckCache::Options options;
+  options.warm_chunk = 2;
+  CheckCache fresh(pool_, options);
+  ASSERT_TRUE(fresh.AwaitWarm(absl::Seconds(10)));
+  absl::StatusOr<CheckFacts> f =
+      fresh.LoadFacts(Id(472), {ResourceType::kGroup, g});
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(fresh.misses(), 0);
+  EXPECT_EQ(fresh.hits(), 2);  // the user and the group
+  ASSERT_TRUE(f->subject.has_value());
+  EXPECT_EQ(f->subject->status, Status::kActive);
+  EXPECT_EQ(f->subject_role, Role::kMember);
+  EXPECT_EQ(f->group.visibility, Visibility::kPrivate);
+  // A change after warm-up is seen like any other.
+  ASSERT_TRUE(pool_
+                  ->Exec("UPDATE membership.users SET status = 4, version = "
+                         "version + 1 WHERE id = $1",
+                         {Id(472)})
+                  .ok());
+  fresh.AwaitChanges();
+  f = fresh.LoadFacts(Id(472), {ResourceType::kGroup, g});
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->subject->status, Status::kSuspended);
+  EXPECT_EQ(fresh.misses(), 1);
+}
+
 TEST_F(MembershipApiTest, InternalMethodsNeedTheInternalCredential) {
   const std::string ws = Id(500);
   SyncWorkspace(ws, 10, true);

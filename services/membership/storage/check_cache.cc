@@ -4,9 +4,11 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -19,12 +21,48 @@ absl::Time ReadExpiry(const pg::Result& r, int row, int col) {
   return pg::ParseTime(r.Get(row, col));
 }
 
+// What a user entry needs (see ParseUser), from `membership.users u`.
+#define USER_COLUMNS                                                        \
+  "u.workspace_id, u.kind, u.status, u.access_expire_time, "                \
+  "(SELECT string_agg(m.group_id::text || ':' || m.role, ',') FROM "        \
+  "membership.group_members m WHERE m.user_id = u.id), "                    \
+  "(SELECT string_agg(p.app_id::text, ',') FROM membership.app_privileges " \
+  "p WHERE p.user_id = u.id) FROM membership.users u"
+// What a group entry needs (see ParseGroup), from `membership.groups g`.
+#define GROUP_COLUMNS                                           \
+  "g.workspace_id, g.visibility, g.members_can_invite, "        \
+  "g.members_can_publish, w.members_can_invite_guests FROM "    \
+  "membership.groups g JOIN membership.workspaces w ON w.id = " \
+  "g.workspace_id"
+
+constexpr char kLoadUser[] = "SELECT " USER_COLUMNS " WHERE u.id = $1";
+constexpr char kLoadGroup[] = "SELECT " GROUP_COLUMNS " WHERE g.id = $1";
+// Warm-up chunks: the entries after an id, in id order.
+constexpr char kWarmUsers[] = "SELECT u.id, " USER_COLUMNS
+                              " WHERE u.id > $1::uuid ORDER BY u.id "
+                              "LIMIT $2::int";
+constexpr char kWarmGroups[] = "SELECT g.id, " GROUP_COLUMNS
+                               " WHERE g.id > $1::uuid ORDER BY g.id "
+                               "LIMIT $2::int";
+#undef USER_COLUMNS
+#undef GROUP_COLUMNS
+
+// Ids are random (v4) UUIDs, so the nil UUID sorts before every real one.
+constexpr char kBeforeAllIds[] = "00000000-0000-0000-0000-000000000000";
+
+// A warm-up chunk read while changes were notified is read again this many
+// times, then left to on-demand loads.
+constexpr int kWarmChunkAttempts = 5;
+
 }  // namespace
 
 CheckCache::CheckCache(pg::Pool* pool, Options options)
     : pool_(pool), options_(options) {
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   poller_ = std::thread([this] { Listen(); });
+  if (options_.warm_users > 0 || options_.warm_groups > 0) {
+    warmer_ = std::thread([this] { WarmUp(); });
+  }
 }
 
 CheckCache::~CheckCache() {
@@ -34,6 +72,11 @@ CheckCache::~CheckCache() {
     (void)!write(wake_fd_, &one, sizeof(one));
   }
   if (poller_.joinable()) poller_.join();
+  {
+    // Unlocking re-evaluates the warmer's wait condition, which reads stop_.
+    absl::MutexLock lock(&mu_);
+  }
+  if (warmer_.joinable()) warmer_.join();
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 
@@ -119,7 +162,9 @@ void CheckCache::Listen() {
         continue;
       }
       // Changes made while we were not listening are unknown: start over.
-      Invalidate();
+      absl::MutexLock lock(&mu_);
+      ClearAll();
+      ++connects_;
     }
     pollfd fds[2] = {{PQsocket(conn), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
     ::poll(fds, 2, wait_ms);
@@ -190,41 +235,156 @@ absl::StatusOr<std::shared_ptr<const Entry>> CheckCache::GetOrLoad(
   return entry;
 }
 
+std::shared_ptr<const CheckCache::UserEntry> CheckCache::ParseUser(
+    const std::string& id, const pg::Result& r, int row, int col) {
+  auto e = std::make_shared<UserEntry>();
+  if (r.rows() <= row) return e;
+  e->exists = true;
+  e->user.id = id;
+  e->user.workspace_id = r.Get(row, col);
+  e->user.kind = static_cast<Kind>(r.GetInt(row, col + 1));
+  e->user.status = static_cast<Status>(r.GetInt(row, col + 2));
+  e->user.access_expire_time = ReadExpiry(r, row, col + 3);
+  for (absl::string_view g :
+       absl::StrSplit(r.Get(row, col + 4), ',', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv =
+        absl::StrSplit(g, absl::MaxSplits(':', 1));
+    e->groups[kv.first] = kv.second == "2" ? Role::kGroupAdmin : Role::kMember;
+  }
+  for (absl::string_view a :
+       absl::StrSplit(r.Get(row, col + 5), ',', absl::SkipEmpty())) {
+    e->apps.insert(std::string(a));
+  }
+  return e;
+}
+
+std::shared_ptr<const CheckCache::GroupEntry> CheckCache::ParseGroup(
+    const std::string& id, const pg::Result& r, int row, int col) {
+  auto e = std::make_shared<GroupEntry>();
+  if (r.rows() <= row) return e;
+  e->exists = true;
+  e->group.id = id;
+  e->group.workspace_id = r.Get(row, col);
+  e->group.visibility = static_cast<Visibility>(r.GetInt(row, col + 1));
+  e->group.members_can_invite = r.GetBool(row, col + 2);
+  e->group.members_can_publish = r.GetBool(row, col + 3);
+  e->members_can_invite_guests = r.GetBool(row, col + 4);
+  return e;
+}
+
+bool CheckCache::AwaitWarm(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto warm = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return connects_ > 0 && warmed_connect_ == connects_;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&warm), timeout);
+}
+
+void CheckCache::WarmUp() {
+  while (true) {
+    uint64_t connect;
+    {
+      absl::MutexLock lock(&mu_);
+      auto due = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+        return stop_.HasBeenNotified() ||
+               (connects_ > warmed_connect_ && Fresh());
+      };
+      mu_.Await(absl::Condition(&due));
+      if (stop_.HasBeenNotified()) return;
+      connect = connects_;
+    }
+    const absl::Time start = absl::Now();
+    // One pass per kind; a reconnect (which clears everything) ends the
+    // pass and the next one starts over.
+    auto pass = [&](size_t limit, auto warm_chunk) -> absl::Status {
+      std::string after = kBeforeAllIds;
+      size_t loaded = 0;
+      while (loaded < limit && !stop_.HasBeenNotified()) {
+        {
+          absl::ReaderMutexLock lock(&mu_);
+          if (connects_ != connect) return absl::OkStatus();
+        }
+        const int n = static_cast<int>(
+            std::min<size_t>(options_.warm_chunk, limit - loaded));
+        std::string last;
+        RETURN_IF_ERROR(warm_chunk(after, n, &last));
+        if (last.empty()) break;
+        after = std::move(last);
+        loaded += n;
+      }
+      return absl::OkStatus();
+    };
+    absl::Status s = pass(options_.warm_groups, [&](const std::string& after,
+                                                    int n, std::string* last) {
+      return WarmChunk(&groups_, kWarmGroups, after, n, last,
+                       &CheckCache::ParseGroup);
+    });
+    if (s.ok()) {
+      s = pass(options_.warm_users,
+               [&](const std::string& after, int n, std::string* last) {
+                 return WarmChunk(&users_, kWarmUsers, after, n, last,
+                                  &CheckCache::ParseUser);
+               });
+    }
+    size_t users, groups;
+    {
+      absl::MutexLock lock(&mu_);
+      warmed_connect_ = connect;
+      users = users_.size();
+      groups = groups_.size();
+    }
+    if (!s.ok()) {
+      LogWarning("check cache warm-up stopped; entries load on first use",
+                 {{"error", s.ToString()}});
+    } else {
+      LogInfo("check cache warm",
+              {{"users", absl::StrCat(users)},
+               {"groups", absl::StrCat(groups)},
+               {"seconds",
+                absl::StrCat(absl::ToDoubleSeconds(absl::Now() - start))}});
+    }
+  }
+}
+
+template <typename Entry, typename Parse>
+absl::Status CheckCache::WarmChunk(
+    absl::flat_hash_map<std::string, std::shared_ptr<const Entry>>* map,
+    const std::string& sql, const std::string& after, int limit,
+    std::string* last, Parse parse) {
+  last->clear();
+  for (int attempt = 0; attempt < kWarmChunkAttempts; ++attempt) {
+    uint64_t generation;
+    {
+      absl::ReaderMutexLock lock(&mu_);
+      generation = generation_;
+    }
+    ASSIGN_OR_RETURN(pg::Result r,
+                     pool_->ExecPrepared(sql, {after, absl::StrCat(limit)}));
+    if (r.rows() == 0) return absl::OkStatus();
+    *last = r.Get(r.rows() - 1, 0);
+    std::vector<std::pair<std::string, std::shared_ptr<const Entry>>> entries;
+    entries.reserve(r.rows());
+    for (int i = 0; i < r.rows(); ++i) {
+      std::string id = r.Get(i, 0);
+      std::shared_ptr<const Entry> e = parse(id, r, i, 1);
+      entries.emplace_back(std::move(id), std::move(e));
+    }
+    absl::MutexLock lock(&mu_);
+    // As in GetOrLoad: rows read while a change was notified may be stale.
+    if (generation_ != generation || !Fresh()) continue;
+    // An entry loaded on demand meanwhile is as fresh: keep it.
+    for (auto& [id, e] : entries) map->try_emplace(id, std::move(e));
+    return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<const CheckCache::UserEntry>>
 CheckCache::GetUser(const std::string& id) {
   return GetOrLoad<UserEntry>(
       &users_, id, [&]() -> absl::StatusOr<std::shared_ptr<const UserEntry>> {
-        ASSIGN_OR_RETURN(
-            pg::Result r,
-            pool_->ExecPrepared(
-                "SELECT u.workspace_id, u.kind, u.status, "
-                "u.access_expire_time, (SELECT string_agg(m.group_id::text "
-                "|| ':' || m.role, ',') FROM membership.group_members m WHERE "
-                "m.user_id = u.id), (SELECT string_agg(p.app_id::text, ',') "
-                "FROM membership.app_privileges p WHERE p.user_id = u.id) "
-                "FROM membership.users u WHERE u.id = $1",
-                {id}));
-        auto e = std::make_shared<UserEntry>();
-        if (r.rows() > 0) {
-          e->exists = true;
-          e->user.id = id;
-          e->user.workspace_id = r.Get(0, 0);
-          e->user.kind = static_cast<Kind>(r.GetInt(0, 1));
-          e->user.status = static_cast<Status>(r.GetInt(0, 2));
-          e->user.access_expire_time = ReadExpiry(r, 0, 3);
-          for (absl::string_view g :
-               absl::StrSplit(r.Get(0, 4), ',', absl::SkipEmpty())) {
-            std::pair<std::string, std::string> kv =
-                absl::StrSplit(g, absl::MaxSplits(':', 1));
-            e->groups[kv.first] =
-                kv.second == "2" ? Role::kGroupAdmin : Role::kMember;
-          }
-          for (absl::string_view a :
-               absl::StrSplit(r.Get(0, 5), ',', absl::SkipEmpty())) {
-            e->apps.insert(std::string(a));
-          }
-        }
-        return std::shared_ptr<const UserEntry>(std::move(e));
+        ASSIGN_OR_RETURN(pg::Result r, pool_->ExecPrepared(kLoadUser, {id}));
+        return ParseUser(id, r, 0, 0);
       });
 }
 
@@ -232,26 +392,8 @@ absl::StatusOr<std::shared_ptr<const CheckCache::GroupEntry>>
 CheckCache::GetGroup(const std::string& id) {
   return GetOrLoad<GroupEntry>(
       &groups_, id, [&]() -> absl::StatusOr<std::shared_ptr<const GroupEntry>> {
-        ASSIGN_OR_RETURN(
-            pg::Result r,
-            pool_->ExecPrepared(
-                "SELECT g.workspace_id, g.visibility, "
-                "g.members_can_invite, g.members_can_publish, "
-                "w.members_can_invite_guests FROM membership.groups g "
-                "JOIN membership.workspaces w ON w.id = "
-                "g.workspace_id WHERE g.id = $1",
-                {id}));
-        auto e = std::make_shared<GroupEntry>();
-        if (r.rows() > 0) {
-          e->exists = true;
-          e->group.id = id;
-          e->group.workspace_id = r.Get(0, 0);
-          e->group.visibility = static_cast<Visibility>(r.GetInt(0, 1));
-          e->group.members_can_invite = r.GetBool(0, 2);
-          e->group.members_can_publish = r.GetBool(0, 3);
-          e->members_can_invite_guests = r.GetBool(0, 4);
-        }
-        return std::shared_ptr<const GroupEntry>(std::move(e));
+        ASSIGN_OR_RETURN(pg::Result r, pool_->ExecPrepared(kLoadGroup, {id}));
+        return ParseGroup(id, r, 0, 0);
       });
 }
 

@@ -9,6 +9,13 @@
 // is bypassed, and everything is dropped when it reconnects (notifications
 // may have been missed). A suspension synced by identity therefore bites on
 // every replica within milliseconds.
+//
+// Warm-up: once the listener is healthy (at start and after every
+// reconnect) a background thread loads users (up to `warm_users`) and
+// groups in id order, `warm_chunk` at a time, so the first call for a user
+// of the long tail does not pay a database round trip. A chunk read while
+// a change was notified is read again, so warm-up never keeps data older
+// than the notifications.
 #pragma once
 
 #include <atomic>
@@ -34,6 +41,11 @@ class CheckCache final {
     absl::Duration poll_interval = absl::Milliseconds(200);
     absl::Duration max_staleness = absl::Seconds(1);
     size_t max_users = 200000;
+    // Users loaded ahead of use; 0 turns warm-up off. Kept below
+    // `max_users` so on-demand loads have room before the map is reset.
+    size_t warm_users = 100000;
+    size_t warm_groups = 100000;
+    int warm_chunk = 2000;
   };
 
   // Starts the poller. `pool` must outlive the cache.
@@ -56,6 +68,10 @@ class CheckCache final {
   // before the call (read-your-writes for this replica's own changes), or
   // after `timeout`, in which case everything is dropped.
   void AwaitChanges(absl::Duration timeout = absl::Seconds(1));
+
+  // Blocks until the current warm-up pass has finished or `timeout`
+  // passed; true when finished.
+  bool AwaitWarm(absl::Duration timeout);
 
   // Lookups served from memory / loaded from the database, since start.
   int64_t hits() const { return hits_.load(std::memory_order_relaxed); }
@@ -89,6 +105,24 @@ class CheckCache final {
   bool Fresh() ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // The listener thread's loop.
   void Listen();
+  // The warm-up thread's loop: one pass per listener (re)connect.
+  void WarmUp();
+  // Runs `sql` (entries with id > `after`, at most `limit`, id first) and
+  // keeps the entries in `map` unless a change was notified while they
+  // were read; the last id read goes to `*last` ("" when none).
+  template <typename Entry, typename Parse>
+  absl::Status WarmChunk(
+      absl::flat_hash_map<std::string, std::shared_ptr<const Entry>>* map,
+      const std::string& sql, const std::string& after, int limit,
+      std::string* last, Parse parse);
+  // Parses the user columns (workspace, kind, status, expiry, groups,
+  // apps) starting at `col` of row `row`.
+  static std::shared_ptr<const UserEntry> ParseUser(const std::string& id,
+                                                    const pg::Result& r,
+                                                    int row, int col);
+  static std::shared_ptr<const GroupEntry> ParseGroup(const std::string& id,
+                                                      const pg::Result& r,
+                                                      int row, int col);
   // Applies one notification payload.
   void Apply(const std::string& payload) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ClearAll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -105,6 +139,7 @@ class CheckCache final {
   absl::Notification stop_;
   int wake_fd_ = -1;  // eventfd: interrupts the listener's wait
   std::thread poller_;
+  std::thread warmer_;
 
   absl::Mutex mu_;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
@@ -113,6 +148,10 @@ class CheckCache final {
   // last one started (numbered before its ping) and last one completed.
   uint64_t cycles_started_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t cycles_completed_ ABSL_GUARDED_BY(mu_) = 0;
+  // Bumped by every listener (re)connect; the warmer runs a pass for each
+  // value it has not warmed yet.
+  uint64_t connects_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t warmed_connect_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<std::string, std::shared_ptr<const UserEntry>> users_
       ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<const GroupEntry>> groups_
