@@ -4,6 +4,7 @@
 // with no checks: same server, same auth and request scope, no database)
 // measured in the same run.
 #include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -35,6 +36,9 @@ ABSL_FLAG(int, threads, 16, "client threads");
 ABSL_FLAG(int, seconds, 5, "seconds per measurement");
 ABSL_FLAG(double, zipf_s, 1.0, "Zipf exponent");
 ABSL_FLAG(bool, cache, true, "serve Check through the CheckCache");
+ABSL_FLAG(int, min_pollers, 1, "sync server: threads kept polling");
+ABSL_FLAG(int, max_pollers, 2,
+          "sync server: idle polling threads kept (more exit)");
 ABSL_FLAG(int, warmup_seconds, 3, "Check warm-up before measuring");
 ABSL_FLAG(int, rate, 10000,
           "open-loop offered rate (per second) for the latency phases; 0 "
@@ -85,7 +89,16 @@ class Zipf {
   std::vector<double> cdf_;
 };
 
+// CPU seconds (user + system) of this process so far: server and client.
+double ProcessCpuSeconds() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec +
+         (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 struct Result {
+  double cpu_us_per_call = 0;  // this process's CPU per call
   double qps;
   double p50_us, p99_us;
   int64_t calls, errors, allowed;
@@ -102,6 +115,7 @@ Result Measure(int phase, int threads, absl::Duration duration, Fn call) {
   std::vector<int64_t> errors(threads), allowed(threads);
   std::vector<std::thread> ts;
   const absl::Time start = absl::Now();
+  const double cpu0 = ProcessCpuSeconds();
   for (int t = 0; t < threads; ++t) {
     ts.emplace_back([&, t] {
       std::mt19937_64 rng(phase * 1000003 + t * 7919 + 1);
@@ -118,6 +132,7 @@ Result Measure(int phase, int threads, absl::Duration duration, Fn call) {
   absl::SleepFor(duration);
   stop = true;
   for (auto& t : ts) t.join();
+  const double cpu = ProcessCpuSeconds() - cpu0;
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
   std::vector<int64_t> all;
   Result r{};
@@ -129,6 +144,7 @@ Result Measure(int phase, int threads, absl::Duration duration, Fn call) {
   std::sort(all.begin(), all.end());
   r.calls = static_cast<int64_t>(all.size());
   r.qps = r.calls / secs;
+  r.cpu_us_per_call = 1e6 * cpu / std::max<int64_t>(1, r.calls);
   r.p50_us = all.empty() ? 0 : all[all.size() / 2];
   r.p99_us = all.empty() ? 0 : all[all.size() * 99 / 100];
   return r;
@@ -170,6 +186,7 @@ Result OpenLoop(int phase, int rate, absl::Duration duration,
   });
   std::mt19937_64 rng(phase * 1000003 + 1);
   const absl::Time start = absl::Now();
+  const double cpu0 = ProcessCpuSeconds();
   for (int64_t i = 0; i < total; ++i) {
     auto c = std::make_unique<Call>();
     c->due = start + absl::Seconds(i) / rate;
@@ -181,10 +198,12 @@ Result OpenLoop(int phase, int rate, absl::Duration duration,
   }
   reaper.join();
   cq.Shutdown();
+  const double cpu = ProcessCpuSeconds() - cpu0;
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
   std::sort(lat.begin(), lat.end());
   r.calls = static_cast<int64_t>(lat.size());
   r.qps = r.calls / secs;
+  r.cpu_us_per_call = 1e6 * cpu / std::max<int64_t>(1, r.calls);
   r.p50_us = lat.empty() ? 0 : lat[lat.size() / 2];
   r.p99_us = lat.empty() ? 0 : lat[lat.size() * 99 / 100];
   return r;
@@ -281,6 +300,12 @@ int Main() {
   grpc::ResourceQuota quota("membership");
   quota.SetMaxThreads(absl::GetFlag(FLAGS_max_threads));  // as the binary
   builder.SetResourceQuota(quota);
+  builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MIN_POLLERS,
+      absl::GetFlag(FLAGS_min_pollers));
+  builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
+      absl::GetFlag(FLAGS_max_pollers));
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   // A few channels so client threads do not serialize on one connection.
@@ -326,13 +351,16 @@ int Main() {
   printf("threads=%d duration=%ds zipf_s=%.2f cache=%d\n", threads,
          absl::GetFlag(FLAGS_seconds), absl::GetFlag(FLAGS_zipf_s),
          absl::GetFlag(FLAGS_cache) ? 1 : 0);
-  printf("empty RPC: %.0f/s p50 %.0f us p99 %.0f us (errors %lld)\n", e.qps,
-         e.p50_us, e.p99_us, static_cast<long long>(e.errors));
+  printf(
+      "empty RPC: %.0f/s p50 %.0f us p99 %.0f us (errors %lld, CPU %.1f "
+      "us/call)\n",
+      e.qps, e.p50_us, e.p99_us, static_cast<long long>(e.errors),
+      e.cpu_us_per_call);
   printf(
       "Check:     %.0f/s p50 %.0f us p99 %.0f us (errors %lld, allowed "
-      "%.1f%%)\n",
+      "%.1f%%, CPU %.1f us/call)\n",
       c.qps, c.p50_us, c.p99_us, static_cast<long long>(c.errors),
-      100.0 * c.allowed / std::max<int64_t>(1, c.calls));
+      100.0 * c.allowed / std::max<int64_t>(1, c.calls), c.cpu_us_per_call);
   printf("Check / empty throughput: %.0f%%\n", 100.0 * c.qps / e.qps);
   printf(
       "cache lookups during Check run: %lld hits, %lld misses (%.1f%% hits)\n",
@@ -360,10 +388,14 @@ int Main() {
           return stubs[i % stubs.size()]->AsyncCheck(ctx, req, cq);
         });
     printf("open loop (asynchronous client), offered %d/s:\n", rate);
-    printf("  empty RPC: %.0f/s p50 %.0f us p99 %.0f us (errors %lld)\n",
-           oe.qps, oe.p50_us, oe.p99_us, static_cast<long long>(oe.errors));
-    printf("  Check:     %.0f/s p50 %.0f us p99 %.0f us (errors %lld)\n",
-           oc.qps, oc.p50_us, oc.p99_us, static_cast<long long>(oc.errors));
+    for (const auto& [name, x] :
+         {std::pair<const char*, Result>{"empty RPC", oe}, {"Check    ", oc}}) {
+      printf(
+          "  %s: %.0f/s p50 %.0f us p99 %.0f us (errors %lld, CPU %.1f "
+          "us/call)\n",
+          name, x.qps, x.p50_us, x.p99_us, static_cast<long long>(x.errors),
+          x.cpu_us_per_call);
+    }
   }
   server->Shutdown();
   return 0;
