@@ -36,9 +36,6 @@ ABSL_FLAG(int, threads, 16, "client threads");
 ABSL_FLAG(int, seconds, 5, "seconds per measurement");
 ABSL_FLAG(double, zipf_s, 1.0, "Zipf exponent");
 ABSL_FLAG(bool, cache, true, "serve Check through the CheckCache");
-ABSL_FLAG(int, min_pollers, 1, "sync server: threads kept polling");
-ABSL_FLAG(int, max_pollers, 2,
-          "sync server: idle polling threads kept (more exit)");
 ABSL_FLAG(int, warmup_seconds, 3, "Check warm-up before measuring");
 ABSL_FLAG(int, rate, 10000,
           "open-loop offered rate (per second) for the latency phases; 0 "
@@ -300,12 +297,6 @@ int Main() {
   grpc::ResourceQuota quota("membership");
   quota.SetMaxThreads(absl::GetFlag(FLAGS_max_threads));  // as the binary
   builder.SetResourceQuota(quota);
-  builder.SetSyncServerOption(
-      grpc::ServerBuilder::SyncServerOption::MIN_POLLERS,
-      absl::GetFlag(FLAGS_min_pollers));
-  builder.SetSyncServerOption(
-      grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
-      absl::GetFlag(FLAGS_max_pollers));
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   // A few channels so client threads do not serialize on one connection.
