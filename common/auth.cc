@@ -14,7 +14,7 @@ namespace {
 
 constexpr size_t kMaxCacheEntries = 100000;
 
-std::string Metadata(const grpc::ServerContext& context, const char* key) {
+std::string Metadata(const grpc::ServerContextBase& context, const char* key) {
   const auto& md = context.client_metadata();
   auto it = md.find(key);
   if (it == md.end()) return "";
@@ -24,7 +24,7 @@ std::string Metadata(const grpc::ServerContext& context, const char* key) {
 }  // namespace
 
 absl::StatusOr<std::optional<std::string>> BearerToken(
-    const grpc::ServerContext& context) {
+    const grpc::ServerContextBase& context) {
   const std::string header = Metadata(context, "authorization");
   if (header.empty()) return std::optional<std::string>();
   if (header.size() > kMaxTokenBytes + 7) {
@@ -41,14 +41,14 @@ absl::StatusOr<std::optional<std::string>> BearerToken(
   return std::optional<std::string>(std::move(token));
 }
 
-bool HasInternalCredential(const grpc::ServerContext& context,
+bool HasInternalCredential(const grpc::ServerContextBase& context,
                            const std::string& internal_token) {
   if (internal_token.empty()) return false;
   const std::string presented = Metadata(context, kInternalTokenKey);
   return !presented.empty() && ConstantTimeEquals(presented, internal_token);
 }
 
-void ForwardCaller(const grpc::ServerContext& from, grpc::ClientContext* to,
+void ForwardCaller(const grpc::ServerContextBase& from, grpc::ClientContext* to,
                    absl::Duration default_timeout) {
   const std::string auth = Metadata(from, "authorization");
   if (!auth.empty()) to->AddMetadata("authorization", auth);
@@ -98,8 +98,24 @@ RemoteAuthenticator::RemoteAuthenticator(
       clock_(clock),
       cache_ttl_(cache_ttl) {}
 
+bool RemoteAuthenticator::AnswersFromMemory(
+    const grpc::ServerContextBase& context) {
+  if (HasInternalCredential(context, internal_token_)) return true;
+  absl::StatusOr<std::optional<std::string>> token = BearerToken(context);
+  // A malformed or missing token is refused without I/O.
+  if (!token.ok() || !token->has_value()) return true;
+  const std::string hash = Sha256Hex(**token);
+  if (!operator_token_hash_.empty() &&
+      ConstantTimeEquals(hash, operator_token_hash_)) {
+    return true;
+  }
+  absl::MutexLock lock(&mu_);
+  auto it = cache_.find(hash);
+  return it != cache_.end() && it->second.expires > clock_->Now();
+}
+
 absl::StatusOr<Principal> RemoteAuthenticator::Authenticate(
-    const grpc::ServerContext& context) {
+    const grpc::ServerContextBase& context) {
   if (HasInternalCredential(context, internal_token_)) {
     return InternalPrincipal();
   }

@@ -28,15 +28,15 @@ inline constexpr size_t kMaxTokenBytes = 4096;
 // Returns the bearer token of `authorization`, nullopt if absent, or
 // Unauthenticated when malformed or longer than kMaxTokenBytes.
 absl::StatusOr<std::optional<std::string>> BearerToken(
-    const grpc::ServerContext& context);
+    const grpc::ServerContextBase& context);
 
 // Whether the call carries the internal credential `internal_token`.
-bool HasInternalCredential(const grpc::ServerContext& context,
+bool HasInternalCredential(const grpc::ServerContextBase& context,
                            const std::string& internal_token);
 
 // Copies the caller's authorization and request id onto an outgoing call,
 // and its deadline (capped by `default_timeout` when it has none).
-void ForwardCaller(const grpc::ServerContext& from, grpc::ClientContext* to,
+void ForwardCaller(const grpc::ServerContextBase& from, grpc::ClientContext* to,
                    absl::Duration default_timeout);
 
 // Marks an outgoing call as made by the service itself. Its deadline is
@@ -52,7 +52,13 @@ class Authenticator {
   // revoked token; PermissionDenied for a suspended, expired or archived
   // user.
   virtual absl::StatusOr<Principal> Authenticate(
-      const grpc::ServerContext& context) = 0;
+      const grpc::ServerContextBase& context) = 0;
+  // Whether Authenticate would answer `context` without waiting on I/O (a
+  // local credential or a cached token), so a callback handler may run it
+  // on gRPC's own thread. False unless an implementation knows better.
+  virtual bool AnswersFromMemory(const grpc::ServerContextBase& context) {
+    return false;
+  }
 };
 
 // Used by membership and notification: the operator and internal
@@ -65,7 +71,8 @@ class RemoteAuthenticator final : public Authenticator {
       const Clock* clock, absl::Duration cache_ttl = absl::Milliseconds(500));
 
   absl::StatusOr<Principal> Authenticate(
-      const grpc::ServerContext& context) override;
+      const grpc::ServerContextBase& context) override;
+  bool AnswersFromMemory(const grpc::ServerContextBase& context) override;
 
  private:
   struct Entry {

@@ -165,7 +165,7 @@ int ServiceRunner::WaitForShutdown() {
   return 0;
 }
 
-RequestScope::RequestScope(grpc::ServerContext* context, const char* method)
+RequestScope::RequestScope(grpc::ServerContextBase* context, const char* method)
     : context_(context), method_(method), start_(absl::Now()) {
   const auto& md = context->client_metadata();
   auto it = md.find("x-request-id");

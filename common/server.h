@@ -64,7 +64,7 @@ class ServiceRunner final {
 // access log line with method, code and duration at the end.
 class RequestScope final {
  public:
-  RequestScope(grpc::ServerContext* context, const char* method);
+  RequestScope(grpc::ServerContextBase* context, const char* method);
   ~RequestScope();
   // Records the outcome and returns it, so handlers `return scope.Done(s);`.
   grpc::Status Done(grpc::Status status);
@@ -72,7 +72,7 @@ class RequestScope final {
   const std::string& request_id() const { return request_id_; }
 
  private:
-  grpc::ServerContext* context_;
+  grpc::ServerContextBase* context_;
   const char* method_;
   std::string request_id_;
   std::unique_ptr<ScopedRequestId> scoped_id_;

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/server.h"
@@ -53,7 +54,7 @@ v1::LicenseUsage ToProto(const LicenseUsage& u) {
 
 // Runs a handler body inside a RequestScope (request id + access log).
 template <typename Fn>
-grpc::Status Serve(grpc::ServerContext* ctx, const char* method, Fn body) {
+grpc::Status Serve(grpc::ServerContextBase* ctx, const char* method, Fn body) {
   RequestScope scope(ctx, method);
   return scope.Done(body());
 }
@@ -72,6 +73,12 @@ absl::Status ValidateRecord(const v1::UserRecord& u) {
   return absl::OkStatus();
 }
 
+// Checks that need the database wait on these threads (as many as a
+// synchronous server would have had busy); more than kMaxQueuedChecks
+// waiting are refused with RESOURCE_EXHAUSTED.
+constexpr int kCheckThreads = 16;
+constexpr size_t kMaxQueuedChecks = 10000;
+
 }  // namespace
 
 MembershipServiceImpl::MembershipServiceImpl(Authenticator* auth,
@@ -79,6 +86,7 @@ MembershipServiceImpl::MembershipServiceImpl(Authenticator* auth,
                                              CheckCache* cache)
     : auth_(auth),
       cache_(cache),
+      blocking_(kCheckThreads, kMaxQueuedChecks),
       pool_(pool),
       clock_(clock),
       store_(pool, clock),
@@ -99,7 +107,7 @@ grpc::Status MembershipServiceImpl::ServeWrite(grpc::ServerContext* ctx,
 // ---------------------------------------------------------------------------
 
 absl::StatusOr<MembershipServiceImpl::Caller> MembershipServiceImpl::Resolve(
-    const grpc::ServerContext& ctx, bool load_copy) {
+    const grpc::ServerContextBase& ctx, bool load_copy) {
   ASSIGN_OR_RETURN(Principal p, auth_->Authenticate(ctx));
   return authz_.Resolve(p, load_copy);
 }
@@ -561,30 +569,80 @@ grpc::Status MembershipServiceImpl::ListDirectory(
 // Check
 // ---------------------------------------------------------------------------
 
-grpc::Status MembershipServiceImpl::Check(grpc::ServerContext* ctx,
-                                          const v1::CheckRequest* req,
-                                          v1::CheckResponse* resp) {
-  return Serve(ctx, "Check", [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(Caller c, Resolve(*ctx, /*load_copy=*/false));
-    ASSIGN_OR_RETURN(*resp, authz_.Check(c, *req));
-    return absl::OkStatus();
+bool MembershipServiceImpl::AnswersFromMemory(
+    const grpc::ServerContextBase& ctx,
+    absl::Span<const v1::CheckRequest* const> checks) {
+  if (cache_ == nullptr || !auth_->AnswersFromMemory(ctx)) return false;
+  absl::StatusOr<Principal> p = auth_->Authenticate(ctx);
+  if (!p.ok()) return true;  // refused from memory
+  absl::StatusOr<Caller> c = authz_.Resolve(*p, /*load_copy=*/false);
+  if (!c.ok()) return true;
+  // Authorizer::Check also reads a user caller's own entry.
+  if (!c->user_id.empty() && !cache_->Covers(c->user_id)) return false;
+  for (const v1::CheckRequest* check : checks) {
+    absl::StatusOr<Resource> resource = ParseResource(check->resource());
+    if (!resource.ok()) continue;  // refused before any lookup
+    const std::string& subject =
+        check->user_id().empty() ? c->user_id : check->user_id();
+    if (!cache_->Covers(absl::AsciiStrToLower(subject), &*resource)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+template <typename Fn>
+grpc::ServerUnaryReactor* MembershipServiceImpl::React(
+    grpc::CallbackServerContext* ctx, const char* method, bool from_memory,
+    Fn serve) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (from_memory) {
+    reactor->Finish(serve());
+    return reactor;
+  }
+  if (!blocking_.Schedule([reactor, serve] { reactor->Finish(serve()); })) {
+    reactor->Finish(Serve(ctx, method, [] {
+      return absl::ResourceExhaustedError(
+          "membership has too many checks waiting for the database; retry "
+          "with backoff");
+    }));
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* MembershipServiceImpl::Check(
+    grpc::CallbackServerContext* ctx, const v1::CheckRequest* req,
+    v1::CheckResponse* resp) {
+  const v1::CheckRequest* checks[] = {req};
+  return React(ctx, "Check", AnswersFromMemory(*ctx, checks), [=] {
+    return Serve(ctx, "Check", [&]() -> absl::Status {
+      ASSIGN_OR_RETURN(Caller c, Resolve(*ctx, /*load_copy=*/false));
+      ASSIGN_OR_RETURN(*resp, authz_.Check(c, *req));
+      return absl::OkStatus();
+    });
   });
 }
 
-grpc::Status MembershipServiceImpl::BatchCheck(grpc::ServerContext* ctx,
-                                               const v1::BatchCheckRequest* req,
-                                               v1::BatchCheckResponse* resp) {
-  return Serve(ctx, "BatchCheck", [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(Caller c, Resolve(*ctx, /*load_copy=*/false));
-    if (req->checks_size() > kMaxChecks) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("at most ", kMaxChecks, " checks per BatchCheck; got ",
-                       req->checks_size()));
-    }
-    for (const v1::CheckRequest& check : req->checks()) {
-      ASSIGN_OR_RETURN(*resp->add_results(), authz_.Check(c, check));
-    }
-    return absl::OkStatus();
+grpc::ServerUnaryReactor* MembershipServiceImpl::BatchCheck(
+    grpc::CallbackServerContext* ctx, const v1::BatchCheckRequest* req,
+    v1::BatchCheckResponse* resp) {
+  const bool from_memory =
+      req->checks_size() > kMaxChecks ||
+      AnswersFromMemory(*ctx, {req->checks().data(),
+                               static_cast<size_t>(req->checks_size())});
+  return React(ctx, "BatchCheck", from_memory, [=] {
+    return Serve(ctx, "BatchCheck", [&]() -> absl::Status {
+      ASSIGN_OR_RETURN(Caller c, Resolve(*ctx, /*load_copy=*/false));
+      if (req->checks_size() > kMaxChecks) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("at most ", kMaxChecks, " checks per BatchCheck; got ",
+                         req->checks_size()));
+      }
+      for (const v1::CheckRequest& check : req->checks()) {
+        ASSIGN_OR_RETURN(*resp->add_results(), authz_.Check(c, check));
+      }
+      return absl::OkStatus();
+    });
   });
 }
 

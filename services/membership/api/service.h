@@ -7,7 +7,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/types/span.h"
 #include "common/auth.h"
+#include "common/blocking_pool.h"
 #include "common/clock.h"
 #include "common/idempotency.h"
 #include "common/pg.h"
@@ -18,7 +20,16 @@
 
 namespace guestlist::membership {
 
-class MembershipServiceImpl final : public v1::MembershipService::Service {
+// Check and BatchCheck use gRPC's callback API: answered from memory they
+// finish on gRPC's own thread, with no hand-off to a request thread (half
+// the CPU of a synchronous call in tests/bench/membership); a call that
+// needs the database or identity moves to `blocking_`. Every other method
+// is synchronous.
+using MembershipServiceBase = v1::MembershipService::WithCallbackMethod_Check<
+    v1::MembershipService::WithCallbackMethod_BatchCheck<
+        v1::MembershipService::Service>>;
+
+class MembershipServiceImpl final : public MembershipServiceBase {
  public:
   // `auth`, `pool`, `clock` and `cache` must outlive the service. Without
   // a cache every Check reads the database.
@@ -70,11 +81,12 @@ class MembershipServiceImpl final : public v1::MembershipService::Service {
   grpc::Status GetLicenseUsage(grpc::ServerContext* ctx,
                                const v1::GetLicenseUsageRequest* req,
                                v1::LicenseUsage* resp) override;
-  grpc::Status Check(grpc::ServerContext* ctx, const v1::CheckRequest* req,
-                     v1::CheckResponse* resp) override;
-  grpc::Status BatchCheck(grpc::ServerContext* ctx,
-                          const v1::BatchCheckRequest* req,
-                          v1::BatchCheckResponse* resp) override;
+  grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* ctx,
+                                  const v1::CheckRequest* req,
+                                  v1::CheckResponse* resp) override;
+  grpc::ServerUnaryReactor* BatchCheck(grpc::CallbackServerContext* ctx,
+                                       const v1::BatchCheckRequest* req,
+                                       v1::BatchCheckResponse* resp) override;
   grpc::Status ListDirectory(grpc::ServerContext* ctx,
                              const v1::ListDirectoryRequest* req,
                              v1::ListDirectoryResponse* resp) override;
@@ -101,8 +113,20 @@ class MembershipServiceImpl final : public v1::MembershipService::Service {
 
  private:
   // Authenticates the call; the rest is Authorizer::Resolve.
-  absl::StatusOr<Caller> Resolve(const grpc::ServerContext& ctx,
+  absl::StatusOr<Caller> Resolve(const grpc::ServerContextBase& ctx,
                                  bool load_copy = true);
+
+  // Whether every check in `checks` can be answered without I/O: the
+  // caller authenticates from memory and the cache holds every entry the
+  // checks read. A request refused before any lookup also counts.
+  bool AnswersFromMemory(const grpc::ServerContextBase& ctx,
+                         absl::Span<const v1::CheckRequest* const> checks);
+  // Finishes the call with `serve()`: right here when `from_memory`, else
+  // on `blocking_` (RESOURCE_EXHAUSTED when its queue is full).
+  template <typename Fn>
+  grpc::ServerUnaryReactor* React(grpc::CallbackServerContext* ctx,
+                                  const char* method, bool from_memory,
+                                  Fn serve);
   absl::Status RequireInternal(const grpc::ServerContext& ctx);
 
   absl::Status DoCreateApp(const grpc::ServerContext& ctx,
@@ -135,6 +159,7 @@ class MembershipServiceImpl final : public v1::MembershipService::Service {
 
   Authenticator* auth_;
   CheckCache* cache_;
+  BlockingPool blocking_;
   pg::Pool* pool_;
   const Clock* clock_;
   MembershipStore store_;

@@ -433,6 +433,23 @@ CheckCache::GetWorkspace(const std::string& id) {
       });
 }
 
+bool CheckCache::Covers(const std::string& user_id, const Resource* resource) {
+  absl::ReaderMutexLock lock(&mu_);
+  if (!Fresh() || !users_.contains(user_id)) return false;
+  if (resource == nullptr) return true;
+  switch (resource->type) {
+    case ResourceType::kGroup:
+      return groups_.contains(resource->id);
+    case ResourceType::kUser:
+      return users_.contains(resource->id);
+    case ResourceType::kApp:
+      return apps_.contains(resource->id);
+    case ResourceType::kWorkspace:
+      return workspaces_.contains(resource->id);
+  }
+  return false;
+}
+
 absl::StatusOr<std::optional<User>> CheckCache::LookupUser(
     const std::string& id) {
   ASSIGN_OR_RETURN(std::shared_ptr<const UserEntry> e, GetUser(id));

@@ -58,6 +58,10 @@ class CheckCache final {
   absl::StatusOr<CheckFacts> LoadFacts(const std::string& subject_id,
                                        const Resource& resource);
 
+  // Whether the user's entry (and `resource`'s, when given) are in memory
+  // and fresh, so LoadFacts / LookupUser would not wait on the database.
+  bool Covers(const std::string& user_id, const Resource* resource = nullptr);
+
   // The user as the cache knows it; nullopt when unknown.
   absl::StatusOr<std::optional<User>> LookupUser(const std::string& id);
 

@@ -49,9 +49,12 @@ constexpr char kSecret[] = "bench-internal";
 class InternalOnly final : public Authenticator {
  public:
   absl::StatusOr<Principal> Authenticate(
-      const grpc::ServerContext& ctx) override {
+      const grpc::ServerContextBase& ctx) override {
     if (HasInternalCredential(ctx, kSecret)) return InternalPrincipal();
     return absl::UnauthenticatedError("internal only");
+  }
+  bool AnswersFromMemory(const grpc::ServerContextBase&) override {
+    return true;
   }
 };
 
