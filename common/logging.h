@@ -17,8 +17,14 @@ using LogFields = std::map<std::string, std::string>;
 // Names the emitting service in every line ("identity").
 void SetLogService(const std::string& service);
 
-// Writes {"ts","level","service","request_id","msg",...fields} as one line.
+// Writes {"ts","level","service","request_id","msg",...fields} as one line
+// (a field named like one of the fixed keys replaces it).
 void Log(LogLevel level, const std::string& msg, const LogFields& fields = {});
+
+// The line Log writes at `now`, without its newline. Invalid UTF-8 becomes
+// U+FFFD, so the line is always valid JSON.
+std::string FormatLogLine(LogLevel level, const std::string& msg,
+                          const LogFields& fields, absl::Time now);
 
 inline void LogInfo(const std::string& msg, const LogFields& fields = {}) {
   Log(LogLevel::kInfo, msg, fields);
