@@ -442,6 +442,60 @@ TEST_F(NotificationServiceTest, IdempotencyKey) {
   EXPECT_EQ(sink_.count(), 1u);
 }
 
+// A batch's keys are looked up and stored together: keys seen before give
+// the first message, new ones are stored, a key used twice in one batch
+// gives one message, and a key reused with another request is refused.
+TEST_F(NotificationServiceTest, BatchIdempotencyKeys) {
+  auto keyed = [this](const std::string& to, const std::string& key) {
+    pb::SendEmailRequest r = Expiry(to);
+    r.set_idempotency_key(key);
+    return r;
+  };
+  pb::BatchSendEmailRequest first;
+  *first.add_messages() = keyed("b1@example.com", "b1");
+  *first.add_messages() = keyed("b2@example.com", "b2");
+  pb::BatchSendEmailResponse one;
+  ASSERT_TRUE(stub_->BatchSendEmail(Internal().get(), first, &one).ok());
+  ASSERT_EQ(one.messages_size(), 2);
+
+  pb::BatchSendEmailRequest second;
+  *second.add_messages() = keyed("b3@example.com", "b3");
+  *second.add_messages() = keyed("b2@example.com", "b2");
+  *second.add_messages() = keyed("b4@example.com", "b4");
+  pb::BatchSendEmailResponse two;
+  ASSERT_TRUE(stub_->BatchSendEmail(Internal().get(), second, &two).ok());
+  ASSERT_EQ(two.messages_size(), 3);
+  EXPECT_EQ(two.messages(1).id(), one.messages(1).id());
+  EXPECT_NE(two.messages(0).id(), two.messages(2).id());
+  EXPECT_EQ(two.messages(0).recipient(), "b3@example.com");
+  EXPECT_EQ(two.messages(2).recipient(), "b4@example.com");
+
+  pb::BatchSendEmailRequest twice;
+  *twice.add_messages() = keyed("b5@example.com", "b5");
+  *twice.add_messages() = keyed("b5@example.com", "b5");
+  pb::BatchSendEmailResponse same;
+  ASSERT_TRUE(stub_->BatchSendEmail(Internal().get(), twice, &same).ok());
+  ASSERT_EQ(same.messages_size(), 2);
+  EXPECT_EQ(same.messages(0).id(), same.messages(1).id());
+
+  pb::BatchSendEmailRequest changed;
+  *changed.add_messages() = keyed("b6@example.com", "b6");
+  *changed.add_messages() = keyed("other@example.com", "b1");
+  pb::BatchSendEmailResponse refused;
+  grpc::Status s = stub_->BatchSendEmail(Internal().get(), changed, &refused);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("message 1"));
+
+  // b1..b5: five messages, each sent once; b6 was not stored.
+  for (const auto& m : {one.messages(0), one.messages(1), two.messages(0),
+                        two.messages(2), same.messages(0)}) {
+    ASSERT_EQ(WaitForState(m.id(), pb::Message::SENT).state(),
+              pb::Message::SENT);
+  }
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(sink_.count(), 5u);
+}
+
 TEST_F(NotificationServiceTest, DedupeUnderConcurrency) {
   constexpr int kCallers = 16;
   std::vector<pb::Message> results(kCallers);

@@ -21,13 +21,61 @@
 
 namespace guestlist::identity {
 
+namespace {
+
+// How long a commit's outbox rows may wait for the relay: under load, the
+// commits of this window share one relay cycle (and one BatchSendEmail).
+constexpr absl::Duration kKickDelay = absl::Milliseconds(10);
+
+}  // namespace
+
+CoalescedKick::CoalescedKick(std::function<void()> fn, absl::Duration delay)
+    : fn_(std::move(fn)), delay_(delay), thread_([this] { Run(); }) {}
+
+CoalescedKick::~CoalescedKick() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  thread_.join();
+}
+
+void CoalescedKick::Kick() {
+  absl::MutexLock lock(&mu_);
+  pending_ = true;
+}
+
+void CoalescedKick::Run() {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return pending_ || stopping_;
+    };
+    mu_.Await(absl::Condition(&ready));
+    if (stopping_) return;
+    // Let the burst gather (a stop cuts the wait short), then run once for
+    // every Kick so far; later ones schedule the next run.
+    auto stop = [this]()
+                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+    mu_.AwaitWithTimeout(absl::Condition(&stop), delay_);
+    pending_ = false;
+    mu_.Unlock();
+    fn_();
+    mu_.Lock();
+  }
+}
+
 IdentityServiceImpl::IdentityServiceImpl(IdentityOptions options,
                                          IdentityDeps deps)
     : options_(std::move(options)),
       deps_(std::move(deps)),
       operator_token_hash_(options_.operator_token.empty()
                                ? ""
-                               : Sha256Hex(options_.operator_token)) {}
+                               : Sha256Hex(options_.operator_token)) {
+  if (deps_.kick_outbox) {
+    kick_ = std::make_unique<CoalescedKick>(deps_.kick_outbox, kKickDelay);
+  }
+}
 
 absl::Time IdentityServiceImpl::Now() const {
   // Microseconds, as PostgreSQL stores them, so answers match later reads.
@@ -35,7 +83,7 @@ absl::Time IdentityServiceImpl::Now() const {
 }
 
 void IdentityServiceImpl::Kick() {
-  if (deps_.kick_outbox) deps_.kick_outbox();
+  if (kick_ != nullptr) kick_->Kick();
 }
 
 void IdentityServiceImpl::SyncNow(const UserRecord& user) {
@@ -109,11 +157,10 @@ absl::Status IdentityServiceImpl::Idempotent(
   }
   const std::string request_hash = RequestHash(serialized);
   auto lookup = [&]() -> absl::StatusOr<bool> {
-    std::optional<std::string> stored;
-    RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
-      ASSIGN_OR_RETURN(stored, tx.LookupIdempotent(scope, key, request_hash));
-      return absl::OkStatus();
-    }));
+    // One statement: no transaction around it.
+    ASSIGN_OR_RETURN(
+        std::optional<std::string> stored,
+        deps_.repository->LookupIdempotent(scope, key, request_hash));
     if (!stored.has_value()) return false;
     if (!response->ParseFromString(*stored)) {
       return absl::DataLossError("stored response is corrupt");
@@ -153,12 +200,14 @@ absl::StatusOr<Principal> IdentityServiceImpl::AuthenticateToken(
   }
   const absl::Time now = Now();
   Principal principal;
-  absl::Status status = deps_.repository->Transact([&](IdentityTx& tx) {
+  // Each branch is one statement: no transaction around it.
+  absl::Status status = deps_.repository->Autocommit([&](IdentityTx& tx) {
     if (absl::StartsWith(token, "gls_")) {
-      ASSIGN_OR_RETURN(std::optional<SessionRecord> session,
-                       tx.FindSession(hash));
-      if (!session.has_value() || session->expire_time <= now) return invalid;
-      ASSIGN_OR_RETURN(UserRecord user, tx.GetUser(session->user_id, false));
+      ASSIGN_OR_RETURN(auto found, tx.FindSessionUser(hash));
+      if (!found.has_value() || found->first.expire_time <= now) {
+        return invalid;
+      }
+      const UserRecord& user = found->second;
       const UserStatus status = EffectiveStatus(user, now);
       RETURN_IF_ERROR(CheckCanAct(status));
       principal.set_user_id(user.id);

@@ -175,45 +175,65 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
   int64_t intent_id = 0;
   // The "invite in progress" row (see below): if this process dies before
   // its commit, the relay removes membership's grants of the new user.
+  membership::v1::DeleteUsersRequest reconcile;
+  reconcile.set_workspace_id(absl::AsciiStrToLower(spec.workspace_id));
+  reconcile.add_user_ids(new_user_id);
+  const OutboxMessage intent{kTopicReconcileInvite,
+                             reconcile.SerializeAsString(), ""};
+  constexpr absl::Duration kIntentDelay = absl::Seconds(1);
   auto write_intent = [&](IdentityTx& tx) -> absl::Status {
-    membership::v1::DeleteUsersRequest undo;
-    undo.set_workspace_id(ws.id);
-    undo.add_user_ids(new_user_id);
-    ASSIGN_OR_RETURN(intent_id, tx.EnqueueDelayed(
-                                    OutboxMessage{kTopicReconcileInvite,
-                                                  undo.SerializeAsString(), ""},
-                                    absl::Seconds(1)));
+    ASSIGN_OR_RETURN(intent_id, tx.EnqueueDelayed(intent, kIntentDelay));
     return absl::OkStatus();
   };
-  // One transaction reads and checks what the invite depends on and, for a
-  // new user, commits the "invite in progress" intent row (see below).
-  RETURN_IF_ERROR(deps_.repository->Transact([&](IdentityTx& tx) {
-    ASSIGN_OR_RETURN(ws, tx.GetWorkspace(spec.workspace_id, false));
-    if (IsUser(caller)) {
-      ASSIGN_OR_RETURN(UserRecord inviter, tx.GetUser(caller.user_id(), false));
-      inviter_name = DisplayName(inviter);
+  // One statement reads what the invite depends on and, for a new user
+  // (when no peer must be asked first), commits the intent row with it.
+  const bool member_caller = IsUser(caller) && caller.kind() == v1::MEMBER;
+  const bool new_user = !spec.existing_user.has_value();
+  const std::string username = !new_user ? ""
+                               : spec.username.empty()
+                                   ? absl::AsciiStrToLower(spec.email)
+                                   : spec.username;
+  absl::Status checked = deps_.repository->Autocommit([&](IdentityTx& tx) {
+    ASSIGN_OR_RETURN(
+        InvitePrelude prelude,
+        tx.LoadInvitePrelude(
+            spec.workspace_id, IsUser(caller) ? caller.user_id() : "", username,
+            new_user && !member_caller ? &intent : nullptr, kIntentDelay));
+    intent_id = prelude.intent_id;
+    if (!prelude.workspace.has_value()) {
+      return absl::NotFoundError(
+          absl::StrCat("workspace ", spec.workspace_id, " does not exist"));
     }
-    if (!spec.existing_user.has_value()) {
-      const std::string username = spec.username.empty()
-                                       ? absl::AsciiStrToLower(spec.email)
-                                       : spec.username;
-      ASSIGN_OR_RETURN(std::optional<UserRecord> existing,
-                       tx.FindUserByUsername(ws.id, username, false));
-      if (existing.has_value()) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "username: \"", username, "\" already exists in this workspace (",
-            StatusName(existing->status),
-            "); resend its invitation or reactivate it instead"));
+    ws = *std::move(prelude.workspace);
+    if (IsUser(caller)) {
+      if (!prelude.inviter.has_value()) {
+        return absl::NotFoundError(
+            absl::StrCat("user ", caller.user_id(), " does not exist"));
       }
+      inviter_name = DisplayName(*prelude.inviter);
+    }
+    if (prelude.existing.has_value()) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "username: \"", username, "\" already exists in this workspace (",
+          StatusName(prelude.existing->status),
+          "); resend its invitation or reactivate it instead"));
     }
     if (spec.kind == v1::GUEST && !spec.email.empty()) {
       RETURN_IF_ERROR(CheckEmailDomain(spec.email, ws.allowed_email_domains,
                                        ws.blocked_email_domains));
     }
     RETURN_IF_ERROR(CheckMemberMayInvite(ctx, caller, ws, spec));
-    if (!spec.existing_user.has_value()) RETURN_IF_ERROR(write_intent(tx));
+    if (new_user && intent_id == 0) RETURN_IF_ERROR(write_intent(tx));
     return absl::OkStatus();
-  }));
+  });
+  if (!checked.ok()) {
+    // Nothing was granted: the intent row has nothing to undo.
+    if (intent_id != 0) {
+      (void)deps_.repository->Autocommit(
+          [&](IdentityTx& tx) { return tx.DeleteOutboxRow(intent_id); });
+    }
+    return checked;
+  }
 
   const absl::Time now = Now();
   UserRecord user;
@@ -274,9 +294,11 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
   bool intent_gone = false;
   auto commit = [&](IdentityTx& tx) -> absl::Status {
     if (intent_id != 0) {
-      absl::Status locked = tx.LockOutboxRow(intent_id);
-      intent_gone = absl::IsAborted(locked);
-      RETURN_IF_ERROR(locked);
+      // Deleted now, locked until the end of this transaction: a rollback
+      // (or a crash) leaves it to the relay.
+      absl::Status taken = tx.TakeOutboxRow(intent_id);
+      intent_gone = absl::IsAborted(taken);
+      RETURN_IF_ERROR(taken);
     }
     // Membership may refuse (licences, unknown groups): then nothing of
     // the invitation exists anywhere.
@@ -286,19 +308,22 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
       return StatusFromCode(applied.results(0).error_code(),
                             applied.results(0).error_message());
     }
-    if (intent_id != 0) RETURN_IF_ERROR(tx.DeleteOutboxRow(intent_id));
     if (spec.existing_user.has_value()) {
       ASSIGN_OR_RETURN(saved, tx.UpdateUser(user, now));
       RETURN_IF_ERROR(tx.SetAccessRequestState(
           spec.access_request_id, v1::AccessRequest::APPROVED, now));
+      RETURN_IF_ERROR(tx.InsertInvitation(inv));
+      if (send) {
+        RETURN_IF_ERROR(
+            tx.Enqueue(InvitationEmail(ws, saved, inv, inviter_name, token)));
+      }
     } else {
-      RETURN_IF_ERROR(tx.InsertUser(user));
       saved = user;
-    }
-    RETURN_IF_ERROR(tx.InsertInvitation(inv));
-    if (send) {
-      RETURN_IF_ERROR(
-          tx.Enqueue(InvitationEmail(ws, saved, inv, inviter_name, token)));
+      // The user, the invitation and the email's outbox row: one statement.
+      std::optional<OutboxMessage> email;
+      if (send) email = InvitationEmail(ws, saved, inv, inviter_name, token);
+      RETURN_IF_ERROR(tx.InsertInvitedUser(
+          user, inv, email.has_value() ? &*email : nullptr));
     }
     out = ToProto(inv, saved, now);
     out.set_invitation_url(InvitationUrl(token));
@@ -308,7 +333,7 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
   if (intent_gone) {
     // The call queued for longer than the intent's delay and the relay
     // reconciled it before anything was granted: write a new one, retry.
-    RETURN_IF_ERROR(deps_.repository->Transact(write_intent));
+    RETURN_IF_ERROR(deps_.repository->Autocommit(write_intent));
     intent_gone = false;
     committed = deps_.repository->Transact(commit);
   }

@@ -58,6 +58,75 @@ constexpr char kAccessRequestColumns[] =
     "id, workspace_id, user_id, email, first_name, last_name, message, state, "
     "create_time";
 
+constexpr char kEnqueueOutbox[] =
+    "INSERT INTO identity.outbox (topic, payload) VALUES ($1, "
+    "decode($2, 'hex'))";
+
+// kUserColumns as text, for statements that union users with other rows.
+#define GL_USER_COLUMNS_TEXT                                               \
+  "id::text, workspace_id::text, username, email, first_name, last_name, " \
+  "kind, status, metadata::text, access_expire_time::text, "               \
+  "coalesce(password_hash, ''), version::text, create_time::text, "        \
+  "update_time::text"
+
+// A session and its user: the user's columns (kUserColumns), then the
+// session's id, workspace_id, create_time, expire_time.
+constexpr char kFindSessionUser[] =
+    "SELECT u.id, u.workspace_id, u.username, u.email, u.first_name, "
+    "u.last_name, u.kind, u.status, u.metadata::text, u.access_expire_time, "
+    "coalesce(u.password_hash, ''), u.version, u.create_time, u.update_time, "
+    "s.id, s.workspace_id, s.create_time, s.expire_time FROM "
+    "identity.sessions s JOIN identity.users u ON u.id = s.user_id WHERE "
+    "s.token_hash = $1";
+
+// InviteUser's reads and its intent row, one row each, tagged in the last
+// column: 'w' the workspace (kWorkspaceColumns), 'i' the inviter
+// (kUserColumns), 'n' the intent row's id. The text casts print as the
+// server's text output does (booleans as true/false, which ReadWorkspace
+// reads alike). Prepared: planning this statement costs ten times running
+// it. Every lookup is by primary key, so its cached plan can only use the
+// key (or scan a table of a page or two, until autovacuum's next analyze
+// remakes the plan). A lookup by username is left out: a generic plan made
+// before identity.users has statistics can pick any index that starts with
+// workspace_id and walk every user of the workspace.
+constexpr int kPreludeTagColumn = 14;
+constexpr char kInvitePrelude[] =
+    "WITH ws AS (SELECT * FROM identity.workspaces WHERE id = $1), "
+    "inviter AS (SELECT * FROM identity.users WHERE id = $2::uuid), "
+    "intent AS (INSERT INTO identity.outbox (topic, payload, "
+    "next_attempt_at) SELECT $3::text, decode($4::text, 'hex'), now() + "
+    "make_interval(secs => $5::float8) WHERE $3::text IS NOT NULL AND "
+    "EXISTS (SELECT 1 FROM ws) RETURNING id) "
+    "SELECT id::text, name, display_name, license_count::text, "
+    "members_can_invite_guests::text, invitation_ttl_seconds::text, "
+    "allowed_email_domains::text, blocked_email_domains::text, "
+    "request_access_enabled::text, version::text, create_time::text, "
+    "update_time::text, NULL, NULL, 'w' FROM ws "
+    "UNION ALL SELECT " GL_USER_COLUMNS_TEXT
+    ", 'i' FROM inviter "
+    "UNION ALL SELECT id::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+    "NULL, NULL, NULL, NULL, NULL, NULL, 'n' FROM intent";
+
+// A new user, its invitation and an optional outbox row ($20 NULL: none)
+// in one statement; returns how many invitations and outbox rows it wrote.
+constexpr char kInsertInvitedUser[] =
+    "WITH u AS (INSERT INTO identity.users (id, workspace_id, username, "
+    "email, first_name, last_name, kind, status, metadata, "
+    "access_expire_time, password_hash, version, create_time, update_time) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::timestamptz, "
+    "$11, 1, $12, $12) RETURNING id), "
+    "i AS (INSERT INTO identity.invitations (id, workspace_id, user_id, "
+    "inviter_id, token_hash, token_generation, state, expire_time, "
+    "create_time) SELECT $13::uuid, $2::uuid, u.id, $14::uuid, $15::text, "
+    "$16::integer, $17::text, $18::timestamptz, $19::timestamptz FROM u "
+    "RETURNING id), "
+    "o AS (INSERT INTO identity.outbox (topic, payload) SELECT $20::text, "
+    "decode($21::text, 'hex') FROM i WHERE $20::text IS NOT NULL RETURNING "
+    "id) "
+    "SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM o)";
+
+#undef GL_USER_COLUMNS_TEXT
+
 // Parses a text[] value as printed by the server: {a,"b c"}.
 std::vector<std::string> ParseTextArray(const std::string& text) {
   std::vector<std::string> out;
@@ -187,11 +256,13 @@ std::vector<UserRecord> ReadUsers(const pg::Result& r) {
 
 class PgTx final : public IdentityTx {
  public:
-  PgTx(pg::Transaction& tx, IdempotencyStore* idempotency)
-      : tx_(tx), idempotency_(idempotency) {}
+  // `tx` is null in autocommit mode (Repository::Autocommit).
+  PgTx(pg::Connection& conn, pg::Transaction* tx, pg::Pool* pool,
+       IdempotencyStore* idempotency)
+      : conn_(conn), tx_(tx), pool_(pool), idempotency_(idempotency) {}
 
   absl::Status InsertWorkspace(const WorkspaceRecord& w) override {
-    auto r = tx_.Exec(
+    auto r = Exec(
         "INSERT INTO identity.workspaces (id, name, display_name, "
         "license_count, members_can_invite_guests, invitation_ttl_seconds, "
         "allowed_email_domains, blocked_email_domains, request_access_enabled, "
@@ -214,11 +285,11 @@ class PgTx final : public IdentityTx {
   absl::StatusOr<WorkspaceRecord> GetWorkspace(const std::string& id,
                                                bool for_update) override {
     ASSIGN_OR_RETURN(pg::Result r,
-                     tx_.Exec(absl::StrCat("SELECT ", kWorkspaceColumns,
-                                           " FROM identity.workspaces WHERE "
-                                           "id = $1",
-                                           for_update ? " FOR UPDATE" : ""),
-                              {id}));
+                     Exec(absl::StrCat("SELECT ", kWorkspaceColumns,
+                                       " FROM identity.workspaces WHERE "
+                                       "id = $1",
+                                       for_update ? " FOR UPDATE" : ""),
+                          {id}));
     if (r.rows() == 0) {
       return absl::NotFoundError(
           absl::StrCat("workspace ", id, " does not exist"));
@@ -230,7 +301,7 @@ class PgTx final : public IdentityTx {
                                                   absl::Time now) override {
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec(
+        Exec(
             absl::StrCat("UPDATE identity.workspaces SET display_name = $2, "
                          "license_count = $3, members_can_invite_guests = $4, "
                          "invitation_ttl_seconds = $5, allowed_email_domains = "
@@ -252,7 +323,7 @@ class PgTx final : public IdentityTx {
   }
 
   absl::Status InsertUser(const UserRecord& u) override {
-    auto r = tx_.Exec(
+    auto r = Exec(
         "INSERT INTO identity.users (id, workspace_id, username, email, "
         "first_name, last_name, kind, status, metadata, access_expire_time, "
         "password_hash, version, create_time, update_time) VALUES ($1, $2, "
@@ -273,10 +344,10 @@ class PgTx final : public IdentityTx {
   absl::StatusOr<UserRecord> GetUser(const std::string& id,
                                      bool for_update) override {
     ASSIGN_OR_RETURN(pg::Result r,
-                     tx_.Exec(absl::StrCat("SELECT ", kUserColumns,
-                                           " FROM identity.users WHERE id = $1",
-                                           for_update ? " FOR UPDATE" : ""),
-                              {id}));
+                     Exec(absl::StrCat("SELECT ", kUserColumns,
+                                       " FROM identity.users WHERE id = $1",
+                                       for_update ? " FOR UPDATE" : ""),
+                          {id}));
     if (r.rows() == 0) {
       return absl::NotFoundError(absl::StrCat("user ", id, " does not exist"));
     }
@@ -288,18 +359,18 @@ class PgTx final : public IdentityTx {
       bool for_update) override {
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec(absl::StrCat("SELECT ", kUserColumns,
-                              " FROM identity.users WHERE workspace_id = $1 "
-                              "AND lower(username) = lower($2)",
-                              for_update ? " FOR UPDATE" : ""),
-                 {workspace_id, username}));
+        Exec(absl::StrCat("SELECT ", kUserColumns,
+                          " FROM identity.users WHERE workspace_id = $1 "
+                          "AND lower(username) = lower($2)",
+                          for_update ? " FOR UPDATE" : ""),
+             {workspace_id, username}));
     if (r.rows() == 0) return std::optional<UserRecord>();
     return std::optional<UserRecord>(ReadUser(r, 0));
   }
 
   absl::StatusOr<UserRecord> UpdateUser(const UserRecord& u,
                                         absl::Time now) override {
-    auto r = tx_.Exec(
+    auto r = Exec(
         absl::StrCat(
             "UPDATE identity.users SET username = $3, email = $4, "
             "first_name = $5, last_name = $6, kind = $7, status = $8, "
@@ -366,11 +437,11 @@ class PgTx final : public IdentityTx {
         // The trigger-kept counters answer without reading users.
         ASSIGN_OR_RETURN(
             pg::Result c,
-            tx_.Exec(absl::StrCat("SELECT coalesce(sum(n), 0) FROM "
-                                  "identity.user_counts WHERE workspace_id = "
-                                  "$1",
-                                  filters),
-                     params));
+            Exec(absl::StrCat("SELECT coalesce(sum(n), 0) FROM "
+                              "identity.user_counts WHERE workspace_id = "
+                              "$1",
+                              filters),
+                 params));
         page.total = static_cast<int>(c.GetInt(0, 0));
       }
       matching = rows_of_workspace;
@@ -402,9 +473,9 @@ class PgTx final : public IdentityTx {
         } else {
           ASSIGN_OR_RETURN(
               pg::Result c,
-              tx_.Exec(absl::StrCat("SELECT count(*) FROM (",
-                                    absl::StrJoin(branches, " UNION "), ") m"),
-                       params));
+              Exec(absl::StrCat("SELECT count(*) FROM (",
+                                absl::StrJoin(branches, " UNION "), ") m"),
+                   params));
           page.total = static_cast<int>(c.GetInt(0, 0));
         }
       } else {
@@ -446,15 +517,15 @@ class PgTx final : public IdentityTx {
     const char* count = count_in_page ? ", count(*) OVER () AS n" : "";
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec(absl::StrCat("SELECT ", kUserColumnsOfU, ", p.k",
-                              count_in_page ? ", p.n" : "",
-                              " FROM (SELECT id, k", count, " FROM (", matching,
-                              ") m", after, " ORDER BY k", dir, ", id", dir,
-                              " LIMIT $", params.size(),
-                              ") p JOIN identity.users u ON u.id = p.id "
-                              "ORDER BY p.k",
-                              dir, ", p.id", dir),
-                 params));
+        Exec(absl::StrCat("SELECT ", kUserColumnsOfU, ", p.k",
+                          count_in_page ? ", p.n" : "", " FROM (SELECT id, k",
+                          count, " FROM (", matching, ") m", after,
+                          " ORDER BY k", dir, ", id", dir, " LIMIT $",
+                          params.size(),
+                          ") p JOIN identity.users u ON u.id = p.id "
+                          "ORDER BY p.k",
+                          dir, ", p.id", dir),
+             params));
     if (count_in_page) {
       page.total = r.rows() > 0 ? static_cast<int>(r.GetInt(0, 15)) : 0;
     }
@@ -473,9 +544,9 @@ class PgTx final : public IdentityTx {
       const std::vector<std::string>& branches, const Params& params) {
     for (const std::string& b : branches) {
       ASSIGN_OR_RETURN(pg::Result c,
-                       tx_.Exec(absl::StrCat("SELECT count(*) FROM (", b,
-                                             " LIMIT ", kBranchCap + 1, ") b"),
-                                params));
+                       Exec(absl::StrCat("SELECT count(*) FROM (", b, " LIMIT ",
+                                         kBranchCap + 1, ") b"),
+                            params));
       if (c.GetInt(0, 0) > kBranchCap) return true;
     }
     return false;
@@ -487,11 +558,10 @@ class PgTx final : public IdentityTx {
   // largest is a closer estimate of their union than their sum.
   absl::StatusOr<int64_t> EstimateLargestBranch(
       const std::vector<std::string>& branches, const Params& params) {
-    ASSIGN_OR_RETURN(
-        pg::Result r,
-        tx_.Exec(absl::StrCat("EXPLAIN (FORMAT JSON) ",
-                              absl::StrJoin(branches, " UNION ALL ")),
-                 params));
+    ASSIGN_OR_RETURN(pg::Result r,
+                     Exec(absl::StrCat("EXPLAIN (FORMAT JSON) ",
+                                       absl::StrJoin(branches, " UNION ALL ")),
+                          params));
     // [{"Plan": {"Node Type": "Append", "Plan Rows": sum, "Plans": [...]}}]
     const nlohmann::json plan = nlohmann::json::parse(
         r.rows() > 0 ? r.Get(0, 0) : "", nullptr, /*allow_exceptions=*/false);
@@ -513,11 +583,11 @@ class PgTx final : public IdentityTx {
       const std::string& workspace_id) override {
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec(absl::StrCat("SELECT ", kUserColumns,
-                              " FROM identity.users WHERE workspace_id = $1 "
-                              "AND kind = 'ADMIN' AND status = 'ACTIVE' "
-                              "ORDER BY email_lc, id LIMIT 1000"),
-                 {workspace_id}));
+        Exec(absl::StrCat("SELECT ", kUserColumns,
+                          " FROM identity.users WHERE workspace_id = $1 "
+                          "AND kind = 'ADMIN' AND status = 'ACTIVE' "
+                          "ORDER BY email_lc, id LIMIT 1000"),
+             {workspace_id}));
     return ReadUsers(r);
   }
 
@@ -526,41 +596,56 @@ class PgTx final : public IdentityTx {
       const std::vector<std::string>& ids) override {
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec(absl::StrCat("SELECT ", kUserColumns,
-                              " FROM identity.users WHERE workspace_id = $1 "
-                              "AND id = ANY($2::uuid[])"),
-                 {workspace_id, pg::TextArray(ids)}));
+        Exec(absl::StrCat("SELECT ", kUserColumns,
+                          " FROM identity.users WHERE workspace_id = $1 "
+                          "AND id = ANY($2::uuid[])"),
+             {workspace_id, pg::TextArray(ids)}));
     return ReadUsers(r);
   }
 
   absl::StatusOr<int> CountActiveAdmins(
       const std::string& workspace_id) override {
     ASSIGN_OR_RETURN(pg::Result r,
-                     tx_.Exec("SELECT count(*) FROM identity.users WHERE "
-                              "workspace_id = $1 AND kind = 'ADMIN' AND "
-                              "status = 'ACTIVE'",
-                              {workspace_id}));
+                     Exec("SELECT count(*) FROM identity.users WHERE "
+                          "workspace_id = $1 AND kind = 'ADMIN' AND "
+                          "status = 'ACTIVE'",
+                          {workspace_id}));
     return static_cast<int>(r.GetInt(0, 0));
   }
 
   absl::Status InsertSession(const SessionRecord& s) override {
-    return tx_
-        .Exec(
-            "INSERT INTO identity.sessions (id, token_hash, user_id, "
-            "workspace_id, create_time, expire_time) VALUES ($1, $2, $3, $4, "
-            "$5, $6)",
-            {s.id, s.token_hash, s.user_id, s.workspace_id,
-             pg::Time(s.create_time), pg::Time(s.expire_time)})
+    return Exec(
+               "INSERT INTO identity.sessions (id, token_hash, user_id, "
+               "workspace_id, create_time, expire_time) VALUES ($1, $2, $3, "
+               "$4, "
+               "$5, $6)",
+               {s.id, s.token_hash, s.user_id, s.workspace_id,
+                pg::Time(s.create_time), pg::Time(s.expire_time)})
         .status();
+  }
+
+  absl::StatusOr<std::optional<std::pair<SessionRecord, UserRecord>>>
+  FindSessionUser(const std::string& token_hash) override {
+    using Found = std::optional<std::pair<SessionRecord, UserRecord>>;
+    ASSIGN_OR_RETURN(pg::Result r, Prepared(kFindSessionUser, {token_hash}));
+    if (r.rows() == 0) return Found();
+    SessionRecord s;
+    s.id = r.Get(0, 14);
+    s.token_hash = token_hash;
+    s.user_id = r.Get(0, 0);
+    s.workspace_id = r.Get(0, 15);
+    s.create_time = pg::ParseTime(r.Get(0, 16));
+    s.expire_time = pg::ParseTime(r.Get(0, 17));
+    return Found(std::make_pair(std::move(s), ReadUser(r, 0)));
   }
 
   absl::StatusOr<std::optional<SessionRecord>> FindSession(
       const std::string& token_hash) override {
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec("SELECT id, token_hash, user_id, workspace_id, create_time, "
-                 "expire_time FROM identity.sessions WHERE token_hash = $1",
-                 {token_hash}));
+        Exec("SELECT id, token_hash, user_id, workspace_id, create_time, "
+             "expire_time FROM identity.sessions WHERE token_hash = $1",
+             {token_hash}));
     if (r.rows() == 0) return std::optional<SessionRecord>();
     SessionRecord s;
     s.id = r.Get(0, 0);
@@ -573,37 +658,34 @@ class PgTx final : public IdentityTx {
   }
 
   absl::Status DeleteSession(const std::string& token_hash) override {
-    return tx_
-        .Exec("DELETE FROM identity.sessions WHERE token_hash = $1",
-              {token_hash})
+    return Exec("DELETE FROM identity.sessions WHERE token_hash = $1",
+                {token_hash})
         .status();
   }
 
   absl::Status DeleteUserSessions(const std::string& user_id) override {
-    return tx_
-        .Exec("DELETE FROM identity.sessions WHERE user_id = $1", {user_id})
+    return Exec("DELETE FROM identity.sessions WHERE user_id = $1", {user_id})
         .status();
   }
 
   absl::Status InsertApiKey(const ApiKeyRecord& k) override {
-    return tx_
-        .Exec(
-            "INSERT INTO identity.api_keys (id, workspace_id, display_name, "
-            "scopes, key_hash, prefix, creator_id, create_time) VALUES ($1, "
-            "$2, $3, $4::text[], $5, $6, $7, $8)",
-            {k.id, k.workspace_id, k.display_name, pg::TextArray(k.scopes),
-             k.key_hash, k.prefix, pg::NullIfEmpty(k.creator_id),
-             pg::Time(k.create_time)})
+    return Exec(
+               "INSERT INTO identity.api_keys (id, workspace_id, display_name, "
+               "scopes, key_hash, prefix, creator_id, create_time) VALUES ($1, "
+               "$2, $3, $4::text[], $5, $6, $7, $8)",
+               {k.id, k.workspace_id, k.display_name, pg::TextArray(k.scopes),
+                k.key_hash, k.prefix, pg::NullIfEmpty(k.creator_id),
+                pg::Time(k.create_time)})
         .status();
   }
 
   absl::StatusOr<std::optional<ApiKeyRecord>> FindApiKeyByHash(
       const std::string& key_hash) override {
     ASSIGN_OR_RETURN(pg::Result r,
-                     tx_.Exec(absl::StrCat("SELECT ", kApiKeyColumns,
-                                           " FROM identity.api_keys WHERE "
-                                           "key_hash = $1"),
-                              {key_hash}));
+                     Exec(absl::StrCat("SELECT ", kApiKeyColumns,
+                                       " FROM identity.api_keys WHERE "
+                                       "key_hash = $1"),
+                          {key_hash}));
     if (r.rows() == 0) return std::optional<ApiKeyRecord>();
     return std::optional<ApiKeyRecord>(ReadApiKey(r, 0));
   }
@@ -611,10 +693,10 @@ class PgTx final : public IdentityTx {
   absl::StatusOr<std::optional<ApiKeyRecord>> GetApiKey(
       const std::string& id) override {
     ASSIGN_OR_RETURN(pg::Result r,
-                     tx_.Exec(absl::StrCat("SELECT ", kApiKeyColumns,
-                                           " FROM identity.api_keys WHERE "
-                                           "id = $1"),
-                              {id}));
+                     Exec(absl::StrCat("SELECT ", kApiKeyColumns,
+                                       " FROM identity.api_keys WHERE "
+                                       "id = $1"),
+                          {id}));
     if (r.rows() == 0) return std::optional<ApiKeyRecord>();
     return std::optional<ApiKeyRecord>(ReadApiKey(r, 0));
   }
@@ -630,41 +712,39 @@ class PgTx final : public IdentityTx {
     }
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec(absl::StrCat("SELECT ", kApiKeyColumns,
-                              " FROM identity.api_keys WHERE ", where,
-                              " ORDER BY create_time DESC, id DESC LIMIT $2"),
-                 params));
+        Exec(absl::StrCat("SELECT ", kApiKeyColumns,
+                          " FROM identity.api_keys WHERE ", where,
+                          " ORDER BY create_time DESC, id DESC LIMIT $2"),
+             params));
     std::vector<ApiKeyRecord> out;
     for (int i = 0; i < r.rows(); ++i) out.push_back(ReadApiKey(r, i));
     return out;
   }
 
   absl::Status DeleteApiKey(const std::string& id) override {
-    return tx_.Exec("DELETE FROM identity.api_keys WHERE id = $1", {id})
-        .status();
+    return Exec("DELETE FROM identity.api_keys WHERE id = $1", {id}).status();
   }
 
   absl::Status InsertInvitation(const InvitationRecord& v) override {
-    return tx_
-        .Exec(
-            "INSERT INTO identity.invitations (id, workspace_id, user_id, "
-            "inviter_id, token_hash, token_generation, state, expire_time, "
-            "create_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            {v.id, v.workspace_id, v.user_id, pg::NullIfEmpty(v.inviter_id),
-             v.token_hash, pg::Int(v.token_generation),
-             InvitationStateName(v.state), pg::Time(v.expire_time),
-             pg::Time(v.create_time)})
+    return Exec(
+               "INSERT INTO identity.invitations (id, workspace_id, user_id, "
+               "inviter_id, token_hash, token_generation, state, expire_time, "
+               "create_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+               {v.id, v.workspace_id, v.user_id, pg::NullIfEmpty(v.inviter_id),
+                v.token_hash, pg::Int(v.token_generation),
+                InvitationStateName(v.state), pg::Time(v.expire_time),
+                pg::Time(v.create_time)})
         .status();
   }
 
   absl::StatusOr<InvitationRecord> GetInvitation(const std::string& id,
                                                  bool for_update) override {
     ASSIGN_OR_RETURN(pg::Result r,
-                     tx_.Exec(absl::StrCat("SELECT ", kInvitationColumns,
-                                           " FROM identity.invitations WHERE "
-                                           "id = $1",
-                                           for_update ? " FOR UPDATE" : ""),
-                              {id}));
+                     Exec(absl::StrCat("SELECT ", kInvitationColumns,
+                                       " FROM identity.invitations WHERE "
+                                       "id = $1",
+                                       for_update ? " FOR UPDATE" : ""),
+                          {id}));
     if (r.rows() == 0) {
       return absl::NotFoundError(
           absl::StrCat("invitation ", id, " does not exist"));
@@ -675,22 +755,21 @@ class PgTx final : public IdentityTx {
   absl::StatusOr<std::optional<InvitationRecord>> FindInvitationByToken(
       const std::string& token_hash) override {
     ASSIGN_OR_RETURN(pg::Result r,
-                     tx_.Exec(absl::StrCat("SELECT ", kInvitationColumns,
-                                           " FROM identity.invitations WHERE "
-                                           "token_hash = $1"),
-                              {token_hash}));
+                     Exec(absl::StrCat("SELECT ", kInvitationColumns,
+                                       " FROM identity.invitations WHERE "
+                                       "token_hash = $1"),
+                          {token_hash}));
     if (r.rows() == 0) return std::optional<InvitationRecord>();
     return std::optional<InvitationRecord>(ReadInvitation(r, 0));
   }
 
   absl::Status UpdateInvitation(const InvitationRecord& v) override {
-    return tx_
-        .Exec(
-            "UPDATE identity.invitations SET token_hash = $2, "
-            "token_generation = $3, state = $4, expire_time = $5 WHERE "
-            "id = $1",
-            {v.id, v.token_hash, pg::Int(v.token_generation),
-             InvitationStateName(v.state), pg::Time(v.expire_time)})
+    return Exec(
+               "UPDATE identity.invitations SET token_hash = $2, "
+               "token_generation = $3, state = $4, expire_time = $5 WHERE "
+               "id = $1",
+               {v.id, v.token_hash, pg::Int(v.token_generation),
+                InvitationStateName(v.state), pg::Time(v.expire_time)})
         .status();
   }
 
@@ -698,12 +777,12 @@ class PgTx final : public IdentityTx {
       const std::string& token_hash, absl::Time now) override {
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec(absl::StrCat("UPDATE identity.invitations SET state = "
-                              "'ACCEPTED', accept_time = $2 WHERE token_hash = "
-                              "$1 AND state = 'PENDING' AND expire_time > $2 "
-                              "RETURNING ",
-                              kInvitationColumns),
-                 {token_hash, pg::Time(now)}));
+        Exec(absl::StrCat("UPDATE identity.invitations SET state = "
+                          "'ACCEPTED', accept_time = $2 WHERE token_hash = "
+                          "$1 AND state = 'PENDING' AND expire_time > $2 "
+                          "RETURNING ",
+                          kInvitationColumns),
+             {token_hash, pg::Time(now)}));
     if (r.rows() == 0) return std::optional<InvitationRecord>();
     return std::optional<InvitationRecord>(ReadInvitation(r, 0));
   }
@@ -740,10 +819,10 @@ class PgTx final : public IdentityTx {
     }
     InvitationPage page;
     ASSIGN_OR_RETURN(pg::Result c,
-                     tx_.Exec(absl::StrCat("SELECT count(*) FROM "
-                                           "identity.invitations WHERE ",
-                                           where),
-                              params));
+                     Exec(absl::StrCat("SELECT count(*) FROM "
+                                       "identity.invitations WHERE ",
+                                       where),
+                          params));
     page.total = static_cast<int>(c.GetInt(0, 0));
     if (o.after.has_value()) {
       params.push_back(o.after->key);
@@ -754,12 +833,11 @@ class PgTx final : public IdentityTx {
     params.push_back(pg::Int(o.limit + 1));
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec(
-            absl::StrCat("SELECT ", kInvitationColumns,
-                         ", create_time FROM identity.invitations WHERE ",
-                         where, " ORDER BY create_time DESC, id DESC LIMIT $",
-                         params.size()),
-            params));
+        Exec(absl::StrCat("SELECT ", kInvitationColumns,
+                          ", create_time FROM identity.invitations WHERE ",
+                          where, " ORDER BY create_time DESC, id DESC LIMIT $",
+                          params.size()),
+             params));
     const int n = std::min(r.rows(), o.limit);
     for (int i = 0; i < n; ++i)
       page.invitations.push_back(ReadInvitation(r, i));
@@ -770,34 +848,32 @@ class PgTx final : public IdentityTx {
   }
 
   absl::Status RevokePendingInvitations(const std::string& user_id) override {
-    return tx_
-        .Exec(
-            "UPDATE identity.invitations SET state = 'REVOKED' WHERE "
-            "user_id = $1 AND state = 'PENDING'",
-            {user_id})
+    return Exec(
+               "UPDATE identity.invitations SET state = 'REVOKED' WHERE "
+               "user_id = $1 AND state = 'PENDING'",
+               {user_id})
         .status();
   }
 
   absl::Status InsertAccessRequest(const AccessRequestRecord& a) override {
-    return tx_
-        .Exec(
-            "INSERT INTO identity.access_requests (id, workspace_id, "
-            "user_id, email, first_name, last_name, message, state, "
-            "create_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            {a.id, a.workspace_id, a.user_id, a.email, a.first_name,
-             a.last_name, a.message, AccessRequestStateName(a.state),
-             pg::Time(a.create_time)})
+    return Exec(
+               "INSERT INTO identity.access_requests (id, workspace_id, "
+               "user_id, email, first_name, last_name, message, state, "
+               "create_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+               {a.id, a.workspace_id, a.user_id, a.email, a.first_name,
+                a.last_name, a.message, AccessRequestStateName(a.state),
+                pg::Time(a.create_time)})
         .status();
   }
 
   absl::StatusOr<AccessRequestRecord> GetAccessRequest(
       const std::string& id, bool for_update) override {
     ASSIGN_OR_RETURN(pg::Result r,
-                     tx_.Exec(absl::StrCat("SELECT ", kAccessRequestColumns,
-                                           " FROM identity.access_requests "
-                                           "WHERE id = $1",
-                                           for_update ? " FOR UPDATE" : ""),
-                              {id}));
+                     Exec(absl::StrCat("SELECT ", kAccessRequestColumns,
+                                       " FROM identity.access_requests "
+                                       "WHERE id = $1",
+                                       for_update ? " FOR UPDATE" : ""),
+                          {id}));
     if (r.rows() == 0) {
       return absl::NotFoundError(
           absl::StrCat("access request ", id, " does not exist"));
@@ -808,11 +884,11 @@ class PgTx final : public IdentityTx {
   absl::StatusOr<std::optional<AccessRequestRecord>> FindPendingAccessRequest(
       const std::string& user_id) override {
     ASSIGN_OR_RETURN(pg::Result r,
-                     tx_.Exec(absl::StrCat("SELECT ", kAccessRequestColumns,
-                                           " FROM identity.access_requests "
-                                           "WHERE user_id = $1 AND state = "
-                                           "'PENDING'"),
-                              {user_id}));
+                     Exec(absl::StrCat("SELECT ", kAccessRequestColumns,
+                                       " FROM identity.access_requests "
+                                       "WHERE user_id = $1 AND state = "
+                                       "'PENDING'"),
+                          {user_id}));
     if (r.rows() == 0) return std::optional<AccessRequestRecord>();
     return std::optional<AccessRequestRecord>(ReadAccessRequest(r, 0));
   }
@@ -820,11 +896,10 @@ class PgTx final : public IdentityTx {
   absl::Status SetAccessRequestState(const std::string& id,
                                      AccessRequestState state,
                                      absl::Time now) override {
-    return tx_
-        .Exec(
-            "UPDATE identity.access_requests SET state = $2, decide_time = "
-            "$3 WHERE id = $1",
-            {id, AccessRequestStateName(state), pg::Time(now)})
+    return Exec(
+               "UPDATE identity.access_requests SET state = $2, decide_time = "
+               "$3 WHERE id = $1",
+               {id, AccessRequestStateName(state), pg::Time(now)})
         .status();
   }
 
@@ -845,10 +920,10 @@ class PgTx final : public IdentityTx {
     }
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec(absl::StrCat("SELECT ", kAccessRequestColumns,
-                              " FROM identity.access_requests WHERE ", where,
-                              " ORDER BY create_time DESC, id DESC LIMIT $2"),
-                 params));
+        Exec(absl::StrCat("SELECT ", kAccessRequestColumns,
+                          " FROM identity.access_requests WHERE ", where,
+                          " ORDER BY create_time DESC, id DESC LIMIT $2"),
+             params));
     std::vector<AccessRequestRecord> out;
     for (int i = 0; i < r.rows(); ++i) out.push_back(ReadAccessRequest(r, i));
     return out;
@@ -859,14 +934,13 @@ class PgTx final : public IdentityTx {
                                            absl::Time now) override {
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec(
-            "INSERT INTO identity.rate_limits AS r (bucket, window_start, "
-            "hits) VALUES ($1, $2, 1) ON CONFLICT (bucket) DO UPDATE SET "
-            "hits = CASE WHEN r.window_start + make_interval(secs => $3) "
-            "<= $2 THEN 1 ELSE r.hits + 1 END, window_start = CASE WHEN "
-            "r.window_start + make_interval(secs => $3) <= $2 THEN $2 "
-            "ELSE r.window_start END RETURNING hits, window_start",
-            {bucket, pg::Time(now), pg::Int(absl::ToInt64Seconds(window))}));
+        Exec("INSERT INTO identity.rate_limits AS r (bucket, window_start, "
+             "hits) VALUES ($1, $2, 1) ON CONFLICT (bucket) DO UPDATE SET "
+             "hits = CASE WHEN r.window_start + make_interval(secs => $3) "
+             "<= $2 THEN 1 ELSE r.hits + 1 END, window_start = CASE WHEN "
+             "r.window_start + make_interval(secs => $3) <= $2 THEN $2 "
+             "ELSE r.window_start END RETURNING hits, window_start",
+             {bucket, pg::Time(now), pg::Int(absl::ToInt64Seconds(window))}));
     return RateCounter{static_cast<int>(r.GetInt(0, 0)),
                        pg::ParseTime(r.Get(0, 1))};
   }
@@ -876,55 +950,64 @@ class PgTx final : public IdentityTx {
                                             absl::Time now) override {
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec(
-            "SELECT hits, window_start FROM identity.rate_limits WHERE "
-            "bucket = $1 AND window_start + make_interval(secs => $3) > "
-            "$2",
-            {bucket, pg::Time(now), pg::Int(absl::ToInt64Seconds(window))}));
+        Exec("SELECT hits, window_start FROM identity.rate_limits WHERE "
+             "bucket = $1 AND window_start + make_interval(secs => $3) > "
+             "$2",
+             {bucket, pg::Time(now), pg::Int(absl::ToInt64Seconds(window))}));
     if (r.rows() == 0) return RateCounter{0, now};
     return RateCounter{static_cast<int>(r.GetInt(0, 0)),
                        pg::ParseTime(r.Get(0, 1))};
   }
 
   absl::Status ResetRateLimit(const std::string& bucket) override {
-    return tx_
-        .Exec("DELETE FROM identity.rate_limits WHERE bucket = $1", {bucket})
+    return Exec("DELETE FROM identity.rate_limits WHERE bucket = $1", {bucket})
         .status();
   }
 
   absl::StatusOr<std::optional<std::string>> LookupIdempotent(
       const std::string& scope, const std::string& key,
       const std::string& request_hash) override {
-    return idempotency_->Lookup(tx_, scope, key, request_hash);
+    if (tx_ == nullptr) {
+      return idempotency_->Lookup(*pool_, scope, key, request_hash);
+    }
+    return idempotency_->Lookup(*tx_, scope, key, request_hash);
   }
 
   absl::Status SaveIdempotent(const std::string& scope, const std::string& key,
                               const std::string& request_hash,
                               const std::string& response) override {
-    return idempotency_->Save(tx_, scope, key, request_hash, response);
+    if (tx_ == nullptr) {
+      return absl::InternalError(
+          "an idempotent response must be saved in the transaction of its "
+          "work");
+    }
+    return idempotency_->Save(*tx_, scope, key, request_hash, response);
   }
 
   absl::Status Enqueue(const OutboxMessage& m) override {
-    return EnqueueOutbox(tx_, "identity", m.topic, m.payload);
+    // common/outbox.h EnqueueOutbox's statement, prepared.
+    return Prepared(kEnqueueOutbox,
+                    {m.topic, absl::BytesToHexString(m.payload)})
+        .status();
   }
 
   absl::StatusOr<int64_t> EnqueueDelayed(const OutboxMessage& m,
                                          absl::Duration delay) override {
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec("INSERT INTO identity.outbox (topic, payload, "
-                 "next_attempt_at) VALUES ($1, decode($2, 'hex'), now() + "
-                 "make_interval(secs => $3)) RETURNING id",
-                 {m.topic, absl::BytesToHexString(m.payload),
-                  absl::StrCat(absl::ToDoubleSeconds(delay))}));
+        Exec("INSERT INTO identity.outbox (topic, payload, "
+             "next_attempt_at) VALUES ($1, decode($2, 'hex'), now() + "
+             "make_interval(secs => $3)) RETURNING id",
+             {m.topic, absl::BytesToHexString(m.payload),
+              absl::StrCat(absl::ToDoubleSeconds(delay))}));
     return r.GetInt(0, 0);
   }
 
   absl::Status LockOutboxRow(int64_t id) override {
     ASSIGN_OR_RETURN(pg::Result r,
-                     tx_.Exec("SELECT 1 FROM identity.outbox WHERE id = $1 "
-                              "FOR UPDATE",
-                              {pg::Int(id)}));
+                     Exec("SELECT 1 FROM identity.outbox WHERE id = $1 "
+                          "FOR UPDATE",
+                          {pg::Int(id)}));
     if (r.rows() == 0) {
       return absl::AbortedError(
           "the invitation was reconciled while starting; retry the call");
@@ -933,14 +1016,101 @@ class PgTx final : public IdentityTx {
   }
 
   absl::Status DeleteOutboxRow(int64_t id) override {
-    return tx_.Exec("DELETE FROM identity.outbox WHERE id = $1", {pg::Int(id)})
+    return Exec("DELETE FROM identity.outbox WHERE id = $1", {pg::Int(id)})
         .status();
   }
 
+  absl::Status TakeOutboxRow(int64_t id) override {
+    // Not prepared: the outbox is small but bloats between vacuums, and a
+    // plan cached while it was one page could scan it whole.
+    ASSIGN_OR_RETURN(pg::Result r,
+                     Exec("DELETE FROM identity.outbox WHERE id = $1 "
+                          "RETURNING id",
+                          {pg::Int(id)}));
+    if (r.rows() == 0) {
+      return absl::AbortedError(
+          "the invitation was reconciled while starting; retry the call");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<InvitePrelude> LoadInvitePrelude(
+      const std::string& workspace_id, const std::string& inviter_id,
+      const std::string& username, const OutboxMessage* intent,
+      absl::Duration delay) override {
+    InvitePrelude out;
+    if (!username.empty()) {
+      // Not part of the prepared statement below (see kInvitePrelude): a
+      // statement of its own, planned for its values.
+      ASSIGN_OR_RETURN(out.existing,
+                       FindUserByUsername(workspace_id, username, false));
+      if (out.existing.has_value()) intent = nullptr;
+    }
+    Params params = {workspace_id, pg::NullIfEmpty(inviter_id)};
+    if (intent != nullptr) {
+      params.push_back(intent->topic);
+      params.push_back(absl::BytesToHexString(intent->payload));
+    } else {
+      params.push_back(std::nullopt);
+      params.push_back(std::nullopt);
+    }
+    params.push_back(absl::StrCat(absl::ToDoubleSeconds(delay)));
+    ASSIGN_OR_RETURN(pg::Result r, Prepared(kInvitePrelude, params));
+    for (int i = 0; i < r.rows(); ++i) {
+      const std::string tag = r.Get(i, kPreludeTagColumn);
+      if (tag == "w") {
+        out.workspace = ReadWorkspace(r, i);
+      } else if (tag == "i") {
+        out.inviter = ReadUser(r, i);
+      } else if (tag == "n") {
+        out.intent_id = r.GetInt(i, 0);
+      }
+    }
+    return out;
+  }
+
+  absl::Status InsertInvitedUser(const UserRecord& u, const InvitationRecord& v,
+                                 const OutboxMessage* m) override {
+    auto r =
+        Prepared(kInsertInvitedUser,
+                 {u.id,
+                  u.workspace_id,
+                  u.username,
+                  u.email,
+                  u.first_name,
+                  u.last_name,
+                  KindName(u.kind),
+                  StatusName(u.status),
+                  pg::NullIfEmpty(u.metadata_json),
+                  OptTimeParam(u.access_expire_time),
+                  pg::NullIfEmpty(u.password_hash),
+                  pg::Time(u.create_time),
+                  v.id,
+                  pg::NullIfEmpty(v.inviter_id),
+                  v.token_hash,
+                  pg::Int(v.token_generation),
+                  InvitationStateName(v.state),
+                  pg::Time(v.expire_time),
+                  pg::Time(v.create_time),
+                  m != nullptr ? pg::Param(m->topic) : std::nullopt,
+                  m != nullptr ? pg::Param(absl::BytesToHexString(m->payload))
+                               : std::nullopt});
+    if (r.status().code() == absl::StatusCode::kAlreadyExists) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "username: \"", u.username,
+          "\" is already taken in this workspace (case-insensitive); choose "
+          "another username"));
+    }
+    if (!r.ok()) return r.status();
+    if (r->GetInt(0, 0) != 1 || r->GetInt(0, 1) != (m != nullptr ? 1 : 0)) {
+      return absl::InternalError("the invitation was not stored; retry");
+    }
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<bool> UserExists(const std::string& id) override {
-    ASSIGN_OR_RETURN(
-        pg::Result r,
-        tx_.Exec("SELECT 1 FROM identity.users WHERE id = $1", {id}));
+    ASSIGN_OR_RETURN(pg::Result r,
+                     Exec("SELECT 1 FROM identity.users WHERE id = $1", {id}));
     return r.rows() > 0;
   }
 
@@ -948,15 +1118,15 @@ class PgTx final : public IdentityTx {
                                                       int limit) override {
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec(absl::StrCat(
-                     "UPDATE identity.users SET status = 'EXPIRED', version = "
-                     "version + 1, update_time = $1 WHERE id IN (SELECT id "
-                     "FROM identity.users WHERE access_expire_time IS NOT "
-                     "NULL AND status IN ('ACTIVE', 'INVITED') AND "
-                     "access_expire_time <= $1 LIMIT $2 FOR UPDATE SKIP "
-                     "LOCKED) RETURNING ",
-                     kUserColumns),
-                 {pg::Time(now), pg::Int(limit)}));
+        Exec(absl::StrCat(
+                 "UPDATE identity.users SET status = 'EXPIRED', version = "
+                 "version + 1, update_time = $1 WHERE id IN (SELECT id "
+                 "FROM identity.users WHERE access_expire_time IS NOT "
+                 "NULL AND status IN ('ACTIVE', 'INVITED') AND "
+                 "access_expire_time <= $1 LIMIT $2 FOR UPDATE SKIP "
+                 "LOCKED) RETURNING ",
+                 kUserColumns),
+             {pg::Time(now), pg::Int(limit)}));
     return ReadUsers(r);
   }
 
@@ -964,34 +1134,47 @@ class PgTx final : public IdentityTx {
       absl::Time now, absl::Duration horizon, int limit) override {
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx_.Exec(absl::StrCat(
-                     "UPDATE identity.users SET expiry_reminder_sent = true "
-                     "WHERE id IN (SELECT id FROM identity.users WHERE "
-                     "access_expire_time IS NOT NULL AND status = 'ACTIVE' "
-                     "AND kind = 'GUEST' AND NOT expiry_reminder_sent AND "
-                     "access_expire_time > $1 AND access_expire_time <= $2 "
-                     "AND email <> '' LIMIT $3 FOR UPDATE SKIP LOCKED) "
-                     "RETURNING ",
-                     kUserColumns),
-                 {pg::Time(now), pg::Time(now + horizon), pg::Int(limit)}));
+        Exec(absl::StrCat(
+                 "UPDATE identity.users SET expiry_reminder_sent = true "
+                 "WHERE id IN (SELECT id FROM identity.users WHERE "
+                 "access_expire_time IS NOT NULL AND status = 'ACTIVE' "
+                 "AND kind = 'GUEST' AND NOT expiry_reminder_sent AND "
+                 "access_expire_time > $1 AND access_expire_time <= $2 "
+                 "AND email <> '' LIMIT $3 FOR UPDATE SKIP LOCKED) "
+                 "RETURNING ",
+                 kUserColumns),
+             {pg::Time(now), pg::Time(now + horizon), pg::Int(limit)}));
     return ReadUsers(r);
   }
 
   absl::StatusOr<int64_t> DeleteStale(absl::Time now,
                                       absl::Duration max_window) override {
-    ASSIGN_OR_RETURN(pg::Result a,
-                     tx_.Exec("DELETE FROM identity.sessions WHERE "
-                              "expire_time < $1",
-                              {pg::Time(now)}));
+    ASSIGN_OR_RETURN(pg::Result a, Exec("DELETE FROM identity.sessions WHERE "
+                                        "expire_time < $1",
+                                        {pg::Time(now)}));
     ASSIGN_OR_RETURN(pg::Result b,
-                     tx_.Exec("DELETE FROM identity.rate_limits WHERE "
-                              "window_start < $1",
-                              {pg::Time(now - max_window)}));
+                     Exec("DELETE FROM identity.rate_limits WHERE "
+                          "window_start < $1",
+                          {pg::Time(now - max_window)}));
     return a.AffectedRows() + b.AffectedRows();
   }
 
  private:
-  pg::Transaction& tx_;
+  // One statement on the connection (inside the transaction, if any).
+  absl::StatusOr<pg::Result> Exec(const std::string& sql,
+                                  const Params& params = {}) {
+    return conn_.Exec(sql, params);
+  }
+  // The same, parsed and planned once per connection: for hot statements
+  // whose plan does not depend on the values (lookups and inserts by key).
+  absl::StatusOr<pg::Result> Prepared(const std::string& sql,
+                                      const Params& params = {}) {
+    return conn_.ExecPrepared(sql, params);
+  }
+
+  pg::Connection& conn_;
+  pg::Transaction* tx_;
+  pg::Pool* pool_;
   IdempotencyStore* idempotency_;
 };
 
@@ -1002,9 +1185,22 @@ absl::Status PgRepository::Transact(
   ASSIGN_OR_RETURN(pg::PooledConnection conn, pool_->Acquire());
   pg::Transaction tx(conn);
   RETURN_IF_ERROR(tx.status());
-  PgTx ptx(tx, idempotency_);
+  PgTx ptx(*conn, &tx, pool_, idempotency_);
   RETURN_IF_ERROR(fn(ptx));
   return tx.Commit();
+}
+
+absl::Status PgRepository::Autocommit(
+    const std::function<absl::Status(IdentityTx&)>& fn) {
+  ASSIGN_OR_RETURN(pg::PooledConnection conn, pool_->Acquire());
+  PgTx ptx(*conn, nullptr, pool_, idempotency_);
+  return fn(ptx);
+}
+
+absl::StatusOr<std::optional<std::string>> PgRepository::LookupIdempotent(
+    const std::string& scope, const std::string& key,
+    const std::string& request_hash) {
+  return idempotency_->Lookup(*pool_, scope, key, request_hash);
 }
 
 }  // namespace guestlist::identity

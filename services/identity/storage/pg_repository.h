@@ -14,6 +14,11 @@ class PgRepository final : public Repository {
       : pool_(pool), idempotency_(idempotency) {}
   absl::Status Transact(
       const std::function<absl::Status(IdentityTx&)>& fn) override;
+  absl::Status Autocommit(
+      const std::function<absl::Status(IdentityTx&)>& fn) override;
+  absl::StatusOr<std::optional<std::string>> LookupIdempotent(
+      const std::string& scope, const std::string& key,
+      const std::string& request_hash) override;
   absl::Status Ping() override { return pool_->Ping(); }
 
  private:

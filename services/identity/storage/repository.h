@@ -52,6 +52,15 @@ struct RateCounter {
   absl::Time window_start;
 };
 
+// What an invitation depends on, read in one statement
+// (IdentityTx::LoadInvitePrelude).
+struct InvitePrelude {
+  std::optional<WorkspaceRecord> workspace;  // nullopt: no such workspace
+  std::optional<UserRecord> inviter;         // when an inviter id was given
+  std::optional<UserRecord> existing;        // the user holding the username
+  int64_t intent_id = 0;                     // 0: no intent row was written
+};
+
 class IdentityTx {
  public:
   virtual ~IdentityTx() = default;
@@ -87,6 +96,9 @@ class IdentityTx {
   virtual absl::Status InsertSession(const SessionRecord& session) = 0;
   virtual absl::StatusOr<std::optional<SessionRecord>> FindSession(
       const std::string& token_hash) = 0;
+  // The session with this token hash and its user, in one read.
+  virtual absl::StatusOr<std::optional<std::pair<SessionRecord, UserRecord>>>
+  FindSessionUser(const std::string& token_hash) = 0;
   virtual absl::Status DeleteSession(const std::string& token_hash) = 0;
   virtual absl::Status DeleteUserSessions(const std::string& user_id) = 0;
 
@@ -163,6 +175,26 @@ class IdentityTx {
   // it); NotFound if it is gone.
   virtual absl::Status LockOutboxRow(int64_t id) = 0;
   virtual absl::Status DeleteOutboxRow(int64_t id) = 0;
+  // Deletes the intent row, keeping it locked until the transaction ends:
+  // the relay (which skips locked rows) cannot reconcile it meanwhile, and
+  // finds it again if the transaction rolls back. Aborted if it is gone.
+  virtual absl::Status TakeOutboxRow(int64_t id) = 0;
+
+  // InviteUser's reads: the user holding `username` in the workspace (when
+  // not empty), then in one statement the workspace, the inviter (when
+  // `inviter_id` is not empty) and, when `intent` is given, the workspace
+  // exists and the username is free, the intent row (an outbox row due
+  // after `delay`). Meant for Repository::Autocommit, where the intent row
+  // is committed by the statement itself.
+  virtual absl::StatusOr<InvitePrelude> LoadInvitePrelude(
+      const std::string& workspace_id, const std::string& inviter_id,
+      const std::string& username, const OutboxMessage* intent,
+      absl::Duration delay) = 0;
+  // A new user, its invitation and (unless null) an outbox message, in one
+  // statement. AlreadyExists when the username is taken.
+  virtual absl::Status InsertInvitedUser(const UserRecord& user,
+                                         const InvitationRecord& inv,
+                                         const OutboxMessage* message) = 0;
   // Whether identity has this user.
   virtual absl::StatusOr<bool> UserExists(const std::string& id) = 0;
 
@@ -187,6 +219,15 @@ class Repository {
   // otherwise (its status is returned).
   virtual absl::Status Transact(
       const std::function<absl::Status(IdentityTx&)>& fn) = 0;
+  // Runs `fn` without a transaction: each statement commits on its own.
+  // For single-statement reads and writes (one round trip instead of
+  // three); SaveIdempotent needs Transact.
+  virtual absl::Status Autocommit(
+      const std::function<absl::Status(IdentityTx&)>& fn) = 0;
+  // IdentityTx::LookupIdempotent in one statement of its own.
+  virtual absl::StatusOr<std::optional<std::string>> LookupIdempotent(
+      const std::string& scope, const std::string& key,
+      const std::string& request_hash) = 0;
   virtual absl::Status Ping() = 0;
 };
 

@@ -53,8 +53,10 @@ void Dispatcher::Start() {
 }
 
 void Dispatcher::Notify() {
+  // One idle worker per notification (at most all of them): a few queued
+  // messages need one claim, not one per worker.
   absl::MutexLock lock(&wake_mu_);
-  ++wake_generation_;
+  wakes_ = std::min(wakes_ + 1, options_.workers);
 }
 
 void Dispatcher::Stop() {
@@ -96,26 +98,37 @@ void Dispatcher::Run(int index) {
                    {{"error", std::string(purged.status().message())}});
       }
     }
-    uint64_t generation;
-    {
-      absl::MutexLock lock(&wake_mu_);
-      generation = wake_generation_;
-    }
     absl::StatusOr<std::vector<StoredMessage>> batch = store_->Claim(
         owner, clock_->Now(), options_.lease, options_.batch_size);
     if (!batch.ok()) {
       LogWarning("claiming messages failed",
                  {{"error", std::string(batch.status().message())}});
     } else if (!batch->empty()) {
+      // A full batch: more may be waiting, let another worker look too.
+      if (static_cast<int>(batch->size()) >= options_.batch_size) Notify();
       DeliverBatch(*sender, owner, *std::move(batch));
       continue;
     }
-    // Idle: wait for Notify() or the poll interval.
+    // Idle: wait for Notify() (one made while this claim ran is still
+    // counted, so it is not lost) or for this worker's turn to poll. The
+    // workers share one poll per poll_interval: each claim scans the due
+    // index, and idle workers polling on their own multiplied that by the
+    // worker count for nothing.
     absl::MutexLock lock(&wake_mu_);
-    auto woken = [this, generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wake_mu_) {
-      return wake_generation_ != generation;
+    auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wake_mu_) {
+      return wakes_ > 0 || stopping_.load();
     };
-    wake_mu_.AwaitWithTimeout(absl::Condition(&woken), options_.poll_interval);
+    while (true) {
+      const absl::Time now = absl::Now();
+      if (next_poll_ <= now) {
+        next_poll_ = now + options_.poll_interval;
+        break;
+      }
+      if (wake_mu_.AwaitWithDeadline(absl::Condition(&woken), next_poll_)) {
+        if (wakes_ > 0) --wakes_;
+        break;
+      }
+    }
   }
 }
 

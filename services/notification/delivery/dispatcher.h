@@ -89,7 +89,10 @@ class Dispatcher final {
   std::atomic<bool> stopping_{false};
 
   absl::Mutex wake_mu_;
-  uint64_t wake_generation_ ABSL_GUARDED_BY(wake_mu_) = 0;
+  // Notifications not yet taken by an idle worker (at most `workers`).
+  int wakes_ ABSL_GUARDED_BY(wake_mu_) = 0;
+  // When the next idle poll is due (real time), taken by one worker.
+  absl::Time next_poll_ ABSL_GUARDED_BY(wake_mu_) = absl::InfinitePast();
 
   // Held from just before the relay may accept a message until its SENT
   // row is written, so a kill -9 of this process can duplicate at most one

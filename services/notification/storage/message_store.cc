@@ -1,5 +1,7 @@
 #include "services/notification/storage/message_store.h"
 
+#include <set>
+
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -71,9 +73,36 @@ constexpr char kBulkLinkAttachments[] =
     "attachment_id) SELECT m::uuid, p::integer, a::uuid "
     "FROM unnest($1::text[], $2::text[], $3::text[]) AS t(m, p, a)";
 
-// Column arrays for kBulkInsertMessages.
+// Keyed messages: the same, with the idempotency key; a key stored by a
+// concurrent call makes its row go missing from RETURNING.
+constexpr char kBulkInsertKeyedMessages[] =
+    "INSERT INTO notification.messages (id, workspace_id, recipient, "
+    "recipient_name, recipient_user_id, category, template, state, subject, "
+    "text_body, html_body, message_id_header, unsubscribe_url, "
+    "next_attempt_time, request_hash, dedupe_key, report_id, create_time, "
+    "update_time, idempotency_key) SELECT t.id::uuid, t.w, t.r, t.rn, t.ru, "
+    "t.c, t.tp, t.st, t.sub, t.tb, t.hb, t.mid, t.uu, $1, t.rh, "
+    "NULLIF(t.dk, ''), NULLIF(t.rep, '')::uuid, $1, $1, t.ik FROM "
+    "unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+    "$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], "
+    "$12::text[], $13::text[], $14::text[], $15::text[], $16::text[], "
+    "$17::text[], $18::text[]) AS t(id, w, r, rn, ru, c, tp, st, sub, tb, hb, "
+    "mid, uu, rh, dk, rep, ik) ON CONFLICT (workspace_id, idempotency_key) "
+    "WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id";
+
+// Which of a batch's (workspace, idempotency key) pairs are stored: the
+// 1-based position in the arrays, the message id and its request hash.
+constexpr char kFindByIdempotencyKeys[] =
+    "SELECT t.i, m.id, m.request_hash FROM unnest($1::text[], $2::text[]) "
+    "WITH ORDINALITY AS t(w, k, i) JOIN notification.messages m "
+    "ON m.workspace_id = t.w AND m.idempotency_key = t.k "
+    "WHERE m.idempotency_key IS NOT NULL";
+
+// Column arrays for kBulkInsertMessages (and, with the idempotency keys,
+// kBulkInsertKeyedMessages).
 class BulkInsert final {
  public:
+  explicit BulkInsert(bool keyed = false) : keyed_(keyed) {}
   void Add(const NewMessage& m, MessageState state) {
     const std::string* values[] = {&m.id,
                                    &m.workspace_id,
@@ -95,19 +124,25 @@ class BulkInsert final {
       columns_[c].push_back(values[c] != nullptr ? *values[c]
                                                  : MessageStateName(state));
     }
+    if (keyed_) keys_.push_back(m.idempotency_key);
   }
   bool empty() const { return columns_[0].empty(); }
+  size_t size() const { return columns_[0].size(); }
+  const std::string& id(size_t row) const { return columns_[0][row]; }
   pg::Params Params(absl::Time now) const {
     pg::Params params = {pg::Time(now)};
     for (const auto& column : columns_) {
       params.push_back(pg::TextArray(column));
     }
+    if (keyed_) params.push_back(pg::TextArray(keys_));
     return params;
   }
 
  private:
   static constexpr size_t kColumns = 16;
+  const bool keyed_;
   std::vector<std::string> columns_[kColumns];
+  std::vector<std::string> keys_;
 };
 
 constexpr char kClaim[] =
@@ -286,24 +321,68 @@ absl::StatusOr<std::vector<StoredMessage>> MessageStore::EnqueueInTransaction(
       }
     }
   }
+  // The stored (id, request hash) of each keyed message, looked up for the
+  // whole batch in one round trip; one by one (below) when two messages of
+  // the batch share a key, so the second finds the first.
+  std::vector<std::optional<std::pair<std::string, std::string>>> stored_keys(
+      messages.size());
+  bool keys_distinct = true;
+  {
+    std::vector<std::string> w, k;
+    std::vector<size_t> keyed;
+    std::set<std::pair<std::string, std::string>> seen;
+    for (size_t i = 0; i < messages.size(); ++i) {
+      const NewMessage& m = messages[i];
+      if (m.idempotency_key.empty()) continue;
+      if (!seen.emplace(m.workspace_id, m.idempotency_key).second) {
+        keys_distinct = false;
+        break;
+      }
+      w.push_back(m.workspace_id);
+      k.push_back(m.idempotency_key);
+      keyed.push_back(i);
+    }
+    if (keys_distinct && !keyed.empty()) {
+      ASSIGN_OR_RETURN(pg::Result rows,
+                       tx.Exec(kFindByIdempotencyKeys,
+                               {pg::TextArray(w), pg::TextArray(k)}));
+      for (int row = 0; row < rows.rows(); ++row) {
+        const int64_t at = rows.GetInt(row, 0) - 1;  // ORDINALITY is 1-based
+        if (at >= 0 && at < static_cast<int64_t>(keyed.size())) {
+          stored_keys[keyed[at]] =
+              std::make_pair(rows.Get(row, 1), rows.Get(row, 2));
+        }
+      }
+    }
+  }
   BulkInsert bulk;
+  // Keyed messages, in one statement when their keys are distinct.
+  BulkInsert keyed_bulk(/*keyed=*/true);
+  std::vector<size_t> keyed_rows;  // index in `messages` of each keyed_bulk row
   std::vector<std::string> link_messages, link_positions, link_attachments;
   std::vector<StoredMessage> out;
   out.reserve(messages.size());
   for (size_t i = 0; i < messages.size(); ++i) {
     const NewMessage& m = messages[i];
     if (!m.idempotency_key.empty()) {
-      ASSIGN_OR_RETURN(
-          pg::Result existing,
-          tx.Exec(kFindByIdempotencyKey, {m.workspace_id, m.idempotency_key}));
-      if (existing.rows() > 0) {
-        if (existing.Get(0, 1) != m.request_hash) {
+      std::optional<std::pair<std::string, std::string>> existing =
+          stored_keys[i];
+      if (!keys_distinct) {
+        ASSIGN_OR_RETURN(pg::Result found,
+                         tx.Exec(kFindByIdempotencyKey,
+                                 {m.workspace_id, m.idempotency_key}));
+        if (found.rows() > 0) {
+          existing = std::make_pair(found.Get(0, 0), found.Get(0, 1));
+        }
+      }
+      if (existing.has_value()) {
+        if (existing->second != m.request_hash) {
           return absl::InvalidArgumentError(absl::StrCat(
               "message ", i, ": idempotency_key \"", m.idempotency_key,
               "\" was already used with a different request; use a new key"));
         }
         ASSIGN_OR_RETURN(StoredMessage s,
-                         GetInTransaction(tx, existing.Get(0, 0)));
+                         GetInTransaction(tx, existing->first));
         out.push_back(std::move(s));
         continue;
       }
@@ -324,6 +403,9 @@ absl::StatusOr<std::vector<StoredMessage>> MessageStore::EnqueueInTransaction(
     if (m.idempotency_key.empty()) {
       // Nothing can conflict: insert it with the others in one statement.
       bulk.Add(m, state);
+    } else if (keys_distinct) {
+      keyed_bulk.Add(m, state);
+      keyed_rows.push_back(i);
     } else {
       ASSIGN_OR_RETURN(
           pg::Result inserted,
@@ -363,6 +445,26 @@ absl::StatusOr<std::vector<StoredMessage>> MessageStore::EnqueueInTransaction(
     s.create_time = s.update_time =
         absl::FromUnixMicros(absl::ToUnixMicros(now));
     out.push_back(std::move(s));
+  }
+  if (!keyed_bulk.empty()) {
+    ASSIGN_OR_RETURN(pg::Result inserted,
+                     tx.connection().ExecPrepared(kBulkInsertKeyedMessages,
+                                                  keyed_bulk.Params(now)));
+    if (inserted.rows() != static_cast<int>(keyed_bulk.size())) {
+      std::set<std::string> ids;
+      for (int row = 0; row < inserted.rows(); ++row) {
+        ids.insert(inserted.Get(row, 0));
+      }
+      size_t missing = 0;
+      while (missing + 1 < keyed_bulk.size() &&
+             ids.count(keyed_bulk.id(missing)) > 0) {
+        ++missing;
+      }
+      return absl::AbortedError(absl::StrCat(
+          "message ", keyed_rows[missing],
+          ": a concurrent request with the same idempotency_key is in "
+          "progress; retry"));
+    }
   }
   if (!bulk.empty()) {
     RETURN_IF_ERROR(tx.Exec(kBulkInsertMessages, bulk.Params(now)).status());
