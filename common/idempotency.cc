@@ -77,14 +77,16 @@ std::string LookupSql(const std::string& schema) {
 absl::StatusOr<std::optional<std::string>> IdempotencyStore::Lookup(
     pg::Transaction& tx, const std::string& scope, const std::string& key,
     const std::string& request_hash) {
-  ASSIGN_OR_RETURN(pg::Result r, tx.Exec(LookupSql(schema_), {scope, key}));
+  ASSIGN_OR_RETURN(pg::Result r,
+                   tx.ExecPrepared(LookupSql(schema_), {scope, key}));
   return FromResult(r, key, request_hash);
 }
 
 absl::StatusOr<std::optional<std::string>> IdempotencyStore::Lookup(
     pg::Pool& pool, const std::string& scope, const std::string& key,
     const std::string& request_hash) {
-  ASSIGN_OR_RETURN(pg::Result r, pool.Exec(LookupSql(schema_), {scope, key}));
+  ASSIGN_OR_RETURN(pg::Result r,
+                   pool.ExecPrepared(LookupSql(schema_), {scope, key}));
   return FromResult(r, key, request_hash);
 }
 
@@ -94,10 +96,11 @@ absl::Status IdempotencyStore::Save(pg::Transaction& tx,
                                     const std::string& request_hash,
                                     const std::string& response) {
   return tx
-      .Exec(absl::StrCat("INSERT INTO ", schema_,
-                         ".idempotency_keys (scope, key, request_hash, "
-                         "response) VALUES ($1, $2, $3, decode($4, 'hex'))"),
-            {scope, key, request_hash, absl::BytesToHexString(Seal(response))})
+      .ExecPrepared(
+          absl::StrCat("INSERT INTO ", schema_,
+                       ".idempotency_keys (scope, key, request_hash, "
+                       "response) VALUES ($1, $2, $3, decode($4, 'hex'))"),
+          {scope, key, request_hash, absl::BytesToHexString(Seal(response))})
       .status();
 }
 

@@ -265,6 +265,12 @@ absl::StatusOr<Result> Transaction::Exec(const std::string& sql,
   return conn_->Exec(sql, params);
 }
 
+absl::StatusOr<Result> Transaction::ExecPrepared(const std::string& sql,
+                                                 const Params& params) {
+  if (!status_.ok()) return status_;
+  return conn_->ExecPrepared(sql, params);
+}
+
 absl::Status Transaction::Commit() {
   if (!status_.ok()) return status_;
   absl::Status s = conn_->ExecScript("COMMIT");

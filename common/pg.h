@@ -153,6 +153,9 @@ class Transaction final {
   const absl::Status& status() const { return status_; }
   absl::StatusOr<Result> Exec(const std::string& sql,
                               const Params& params = {});
+  // As Connection::ExecPrepared (key lookups only).
+  absl::StatusOr<Result> ExecPrepared(const std::string& sql,
+                                      const Params& params = {});
   absl::Status Commit();
   Connection& connection() { return *conn_; }
 
