@@ -101,6 +101,9 @@ struct Result {
   double cpu_us_per_call = 0;  // this process's CPU per call
   double qps;
   double p50_us, p99_us;
+  // Open loop only: p99 of the call alone (from its actual send) and of
+  // the driver's lateness in sending it, which the due-time p99 includes.
+  double p99_from_send_us = 0, p99_send_lag_us = 0;
   int64_t calls, errors, allowed;
 };
 
@@ -163,19 +166,25 @@ Result OpenLoop(int phase, int rate, absl::Duration duration,
     Response resp;
     grpc::Status status;
     absl::Time due;
+    absl::Time sent;
   };
   grpc::CompletionQueue cq;
   const int64_t total =
       static_cast<int64_t>(rate * absl::ToDoubleSeconds(duration));
-  std::vector<int64_t> lat;
+  std::vector<int64_t> lat, from_send, lag;
   lat.reserve(total);
+  from_send.reserve(total);
+  lag.reserve(total);
   Result r{};
   std::thread reaper([&] {
     void* tag;
     bool ok;
     for (int64_t done = 0; done < total && cq.Next(&tag, &ok); ++done) {
       std::unique_ptr<Call> c(static_cast<Call*>(tag));
-      lat.push_back(absl::ToInt64Microseconds(absl::Now() - c->due));
+      const absl::Time now = absl::Now();
+      lat.push_back(absl::ToInt64Microseconds(now - c->due));
+      from_send.push_back(absl::ToInt64Microseconds(now - c->sent));
+      lag.push_back(absl::ToInt64Microseconds(c->sent - c->due));
       if (!ok || !c->status.ok()) {
         if (r.errors++ == 0) {
           fprintf(stderr, "first error: %d %s\n", c->status.error_code(),
@@ -193,6 +202,7 @@ Result OpenLoop(int phase, int rate, absl::Duration duration,
     const absl::Time now = absl::Now();
     if (c->due > now) absl::SleepFor(c->due - now);
     c->ctx.AddMetadata(kInternalTokenKey, kSecret);
+    c->sent = absl::Now();
     start_call(i, rng, &c->ctx, &cq)->Finish(&c->resp, &c->status, c.get());
     c.release();
   }
@@ -206,6 +216,11 @@ Result OpenLoop(int phase, int rate, absl::Duration duration,
   r.cpu_us_per_call = 1e6 * cpu / std::max<int64_t>(1, r.calls);
   r.p50_us = lat.empty() ? 0 : lat[lat.size() / 2];
   r.p99_us = lat.empty() ? 0 : lat[lat.size() * 99 / 100];
+  for (auto* v : {&from_send, &lag}) std::sort(v->begin(), v->end());
+  if (!lat.empty()) {
+    r.p99_from_send_us = from_send[from_send.size() * 99 / 100];
+    r.p99_send_lag_us = lag[lag.size() * 99 / 100];
+  }
   return r;
 }
 
@@ -386,9 +401,10 @@ int Main() {
          {std::pair<const char*, Result>{"empty RPC", oe}, {"Check    ", oc}}) {
       printf(
           "  %s: %.0f/s p50 %.0f us p99 %.0f us (errors %lld, CPU %.1f "
-          "us/call)\n",
+          "us/call; p99 from the actual send %.0f us, p99 send lag %.0f "
+          "us)\n",
           name, x.qps, x.p50_us, x.p99_us, static_cast<long long>(x.errors),
-          x.cpu_us_per_call);
+          x.cpu_us_per_call, x.p99_from_send_us, x.p99_send_lag_us);
     }
   }
   server->Shutdown();
