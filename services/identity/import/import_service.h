@@ -106,11 +106,19 @@ class ImportService final {
   absl::Status PlanBatch(Job& job, absl::Time now,
                          std::vector<StagedRow>& batch,
                          std::vector<Plan>& plans);
-  // membership.ApplyGrants for the changing rows of a batch; refusals
-  // become row errors. Returns how many rows it refused.
-  absl::StatusOr<int> ApplyGrants(Job& job, std::vector<StagedRow>& batch,
-                                  const std::vector<Plan>& plans, bool dry_run,
-                                  bool* applied);
+  // A batch whose membership.ApplyGrants call runs on its own thread while
+  // the job's thread does identity's part (reads, plans, writes) of the
+  // batches around it. At most one is in flight per job.
+  struct GrantsCall;
+  // Starts membership.ApplyGrants for the changing rows of `batch` (moved
+  // into the call, with `plans`).
+  std::unique_ptr<GrantsCall> StartGrants(Job& job,
+                                          std::vector<StagedRow> batch,
+                                          std::vector<Plan> plans,
+                                          bool dry_run);
+  // Waits for the call; refusals become row errors of call.batch. Returns
+  // how many rows membership refused; `applied` whether it committed.
+  absl::StatusOr<int> FinishGrants(GrantsCall& call, bool* applied);
   static std::vector<RowOutcome> Outcomes(const std::vector<StagedRow>& batch,
                                           const std::vector<Plan>& plans);
   // Identity writes of planned batches, gathered across batches and

@@ -8,6 +8,7 @@
 // notify the Check caches of a workspace change.
 #include <algorithm>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -332,6 +333,61 @@ TEST_F(LicenseCountersTest, BulkInsertIsOneTriggerCallNotOnePerRow) {
   EXPECT_EQ(del_calls->GetInt(0, 0), 1);
   ASSERT_TRUE(del.Commit().ok());
   EXPECT_EQ(Row(kCounters, ws), Row(kRecount, ws));
+}
+
+// Bulk ApplyGrants write new users once, with their group_count already set
+// (V005: memberships first under a deferred FK). Requests racing to create
+// the same users with different groups, and a bulk request that also adds
+// groups to users it created before, must still leave exact counters.
+TEST_F(LicenseCountersTest, ConcurrentBulkCreatesOfTheSameUsersStayExact) {
+  const std::string ws = Uuid(2, 5);
+  v1::WorkspaceRecord w;
+  w.set_workspace_id(ws);
+  w.set_license_count(1000);
+  w.set_version(1);
+  ASSERT_TRUE(store_.SyncWorkspace(w).ok());
+  Exec(
+      "INSERT INTO membership.groups (id, workspace_id, name, visibility) "
+      "VALUES ($1, $4, 'c1', 1), ($2, $4, 'c2', 1), ($3, $4, 'c3', 1)",
+      {GroupId(951), GroupId(952), GroupId(953), ws});
+  const std::vector<std::vector<std::string>> sets = {
+      {GroupId(951)},
+      {GroupId(952)},
+      {GroupId(951), GroupId(953)},
+      {GroupId(952), GroupId(953)},
+      {}};
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < sets.size(); ++t) {
+    threads.emplace_back([&, t] {
+      v1::ApplyGrantsRequest req;
+      req.set_workspace_id(ws);
+      req.set_best_effort(true);
+      for (int i = 0; i < 40; ++i) {
+        *req.add_users() =
+            Grants(UserId(9500 + i), ws, v1::DirectoryUser::GUEST, 1, sets[t]);
+      }
+      absl::StatusOr<v1::ApplyGrantsResponse> r = store_.ApplyGrants(req);
+      EXPECT_TRUE(r.ok()) << r.status();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(Row(kCounters, ws), Row(kRecount, ws));
+  absl::StatusOr<pg::Result> members = pool_->Exec(
+      "SELECT count(DISTINCT group_id) FROM membership.group_members m JOIN "
+      "membership.users u ON u.id = m.user_id WHERE u.workspace_id = $1",
+      {ws});
+  ASSERT_TRUE(members.ok()) << members.status();
+  EXPECT_EQ(members->GetInt(0, 0), 3) << "every request added its groups";
+  absl::StatusOr<pg::Result> drift = pool_->Exec(
+      "SELECT count(*) FROM membership.users u WHERE u.workspace_id = $1 AND "
+      "u.group_count <> (SELECT count(*) FROM membership.group_members m "
+      "WHERE m.user_id = u.id)",
+      {ws});
+  ASSERT_TRUE(drift.ok()) << drift.status();
+  EXPECT_EQ(drift->GetInt(0, 0), 0) << "users with a wrong group_count";
+  absl::StatusOr<LicenseUsage> usage = store_.GetLicenseUsage(ws);
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  EXPECT_EQ(usage->used_by_multi_group_guests, 40);
 }
 
 // Counter updates write the workspace row, but they are not authorization

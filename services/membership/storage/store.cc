@@ -49,6 +49,10 @@ constexpr char kLockGroupWorkspace[] =
     "SELECT w.id FROM membership.groups g JOIN membership.workspaces w ON "
     "w.id = g.workspace_id WHERE g.id = $1 FOR UPDATE OF w";
 
+// ApplyGrants of at least this many users lock the workspace first (see
+// MembershipStore::ApplyGrants); single invites keep the optimistic path.
+constexpr int kLockFirstUsers = 2;
+
 google::protobuf::Timestamp ToProtoTime(absl::Time t) {
   google::protobuf::Timestamp ts;
   const int64_t micros = absl::ToUnixMicros(t);
@@ -197,13 +201,22 @@ struct GrantsOutcome {
 };
 
 // Plans and (unless `dry_run`) writes ApplyGrants for one workspace inside
-// `tx`. With the workspace row locked first the plan is exact; without,
-// the caller must check the counters before commit. When !best_effort and
-// a user fails, nothing is written.
+// `tx`. With the workspace row locked first (`locked`) the plan is exact;
+// without, the caller must check the counters before commit. When
+// !best_effort and a user fails, nothing is written.
+//
+// With the lock, the users the plan found absent are created with their
+// memberships counted once (V005): memberships first, under a deferred
+// user FK (V003's counter trigger finds no such user and writes nothing),
+// then the users with group_count already set, with a plain INSERT (a
+// user created meanwhile is an error, never a miscount). Nobody else can
+// create them in between: every writer that can take a licence queues on
+// the workspace lock, and the FK keeps other memberships out until the
+// users exist.
 absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
     pg::Transaction& tx, const std::string& ws,
     const google::protobuf::RepeatedPtrField<v1::UserGrants>& users,
-    bool dry_run, bool best_effort, bool touch_grants) {
+    bool dry_run, bool best_effort, bool touch_grants, bool locked) {
   GrantsOutcome out;
   std::vector<std::string> user_ids, group_ids, app_ids;
   for (const v1::UserGrants& g : users) {
@@ -235,6 +248,8 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
         tx.Exec("SELECT id, workspace_id, kind, status, version, username "
                 "FROM membership.users WHERE id = ANY($1::uuid[])",
                 {pg::TextArray(user_ids)}));
+    std::vector<std::string> found;  // memberships exist only for these
+    found.reserve(r.rows());
     for (int i = 0; i < r.rows(); ++i) {
       Existing& e = existing[r.Get(i, 0)];
       e.workspace_id = r.Get(i, 1);
@@ -242,33 +257,39 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
       e.status = static_cast<Status>(r.GetInt(i, 3));
       e.version = r.GetInt(i, 4);
       e.username = r.Get(i, 5);
+      found.push_back(r.Get(i, 0));
     }
-    ASSIGN_OR_RETURN(
-        pg::Result m,
-        tx.Exec("SELECT user_id, group_id, role FROM membership.group_members "
-                "WHERE user_id = ANY($1::uuid[])",
-                {pg::TextArray(user_ids)}));
-    for (int i = 0; i < m.rows(); ++i) {
-      existing[m.Get(i, 0)].groups[m.Get(i, 1)] =
-          static_cast<int>(m.GetInt(i, 2));
-    }
-    ASSIGN_OR_RETURN(
-        pg::Result p,
-        tx.Exec("SELECT user_id, app_id, privilege FROM "
-                "membership.app_privileges WHERE user_id = ANY($1::uuid[])",
-                {pg::TextArray(user_ids)}));
-    for (int i = 0; i < p.rows(); ++i) {
-      existing[p.Get(i, 0)].privileges[p.Get(i, 1)] =
-          static_cast<int>(p.GetInt(i, 2));
+    // A batch of new users (an import) skips both lookups.
+    if (!found.empty()) {
+      ASSIGN_OR_RETURN(
+          pg::Result m,
+          tx.Exec("SELECT user_id, group_id, role FROM "
+                  "membership.group_members WHERE user_id = ANY($1::uuid[])",
+                  {pg::TextArray(found)}));
+      for (int i = 0; i < m.rows(); ++i) {
+        existing[m.Get(i, 0)].groups[m.Get(i, 1)] =
+            static_cast<int>(m.GetInt(i, 2));
+      }
+      ASSIGN_OR_RETURN(
+          pg::Result p,
+          tx.Exec("SELECT user_id, app_id, privilege FROM "
+                  "membership.app_privileges WHERE user_id = ANY($1::uuid[])",
+                  {pg::TextArray(found)}));
+      for (int i = 0; i < p.rows(); ++i) {
+        existing[p.Get(i, 0)].privileges[p.Get(i, 1)] =
+            static_cast<int>(p.GetInt(i, 2));
+      }
     }
   }
   ASSIGN_OR_RETURN(out.before, TxUsage(tx, ws));
   LicenseUsage usage = out.before;
 
-  // Planned writes, for the users that pass.
-  std::vector<const v1::UserRecord*> upserts;
-  std::vector<std::string> add_g, add_u, del_g, del_u, setp_a, setp_u, delp_a,
-      delp_u;
+  // Planned writes, for the users that pass. `creates` (with their group
+  // counts and memberships new_g / new_u) only when `locked`.
+  std::vector<const v1::UserRecord*> upserts, creates;
+  std::vector<int64_t> create_group_counts;
+  std::vector<std::string> add_g, add_u, new_g, new_u, del_g, del_u, setp_a,
+      setp_u, delp_a, delp_u;
   std::vector<int64_t> setp_p;
   std::vector<std::string> demote;
   absl::flat_hash_set<std::string> seen;
@@ -374,7 +395,13 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
     usage = next;
 
     bool changed = newer && exists ? true : !exists;
-    if (newer) upserts.push_back(&rec);
+    const bool create = locked && !exists;
+    if (create) {
+      creates.push_back(&rec);
+      create_group_counts.push_back(static_cast<int64_t>(groups.size()));
+    } else if (newer) {
+      upserts.push_back(&rec);
+    }
     if (touch_grants) {
       for (const auto& [id, role] : cur.groups) {
         auto n = groups.find(id);
@@ -389,8 +416,8 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
       }
       for (const auto& [id, role] : groups) {
         if (!cur.groups.count(id)) {
-          add_g.push_back(id);
-          add_u.push_back(rec.id());
+          (create ? new_g : add_g).push_back(id);
+          (create ? new_u : add_u).push_back(rec.id());
           changed = true;
         }
       }
@@ -428,11 +455,15 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
     return out;
   }
 
-  if (!upserts.empty()) {
+  // The users' columns as arrays for unnest. `counts`: the group_count of
+  // each (creates only).
+  auto write_users = [&](const std::vector<const v1::UserRecord*>& records,
+                         const std::vector<int64_t>* counts) -> absl::Status {
+    if (records.empty()) return absl::OkStatus();
     std::vector<std::string> ids, usernames, emails, firsts, lasts, expires,
-        creates;
+        created;
     std::vector<int64_t> kinds, statuses, versions;
-    for (const v1::UserRecord* r : upserts) {
+    for (const v1::UserRecord* r : records) {
       ids.push_back(r->id());
       usernames.push_back(r->username());
       emails.push_back(r->email());
@@ -444,35 +475,78 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
       expires.push_back(r->has_access_expire_time()
                             ? *pg::Time(FromProtoTime(r->access_expire_time()))
                             : "");
-      creates.push_back(r->has_create_time()
+      created.push_back(r->has_create_time()
                             ? *pg::Time(FromProtoTime(r->create_time()))
                             : "");
     }
-    RETURN_IF_ERROR(
-        tx.Exec("INSERT INTO membership.users (id, workspace_id, username, "
-                "email, first_name, last_name, kind, status, "
-                "access_expire_time, create_time, version) "
-                "SELECT x.id::uuid, $1::uuid, x.username, x.email, x.first, "
-                "x.last, x.kind, x.status, NULLIF(x.expire, '')::timestamptz, "
-                "COALESCE(NULLIF(x.created, '')::timestamptz, now()), "
-                "x.version FROM unnest($2::text[], $3::text[], $4::text[], "
-                "$5::text[], $6::text[], $7::smallint[], $8::smallint[], "
-                "$9::text[], $10::text[], $11::bigint[]) AS x(id, username, "
-                "email, first, last, kind, status, expire, created, version) "
-                "ON CONFLICT (id) DO UPDATE SET username = EXCLUDED.username, "
-                "email = EXCLUDED.email, first_name = EXCLUDED.first_name, "
-                "last_name = EXCLUDED.last_name, kind = EXCLUDED.kind, "
-                "status = EXCLUDED.status, "
-                "access_expire_time = EXCLUDED.access_expire_time, "
-                "version = EXCLUDED.version "
-                "WHERE membership.users.version < EXCLUDED.version",
-                {ws, pg::TextArray(ids), pg::TextArray(usernames),
-                 pg::TextArray(emails), pg::TextArray(firsts),
-                 pg::TextArray(lasts), IntArray(kinds), IntArray(statuses),
-                 pg::TextArray(expires), pg::TextArray(creates),
-                 IntArray(versions)})
-            .status());
+    if (counts != nullptr) {
+      return tx
+          .Exec(
+              "INSERT INTO membership.users (id, workspace_id, username, "
+              "email, first_name, last_name, kind, status, "
+              "access_expire_time, create_time, version, group_count) "
+              "SELECT x.id::uuid, $1::uuid, x.username, x.email, x.first, "
+              "x.last, x.kind, x.status, "
+              "NULLIF(x.expire, '')::timestamptz, "
+              "COALESCE(NULLIF(x.created, '')::timestamptz, now()), "
+              "x.version, x.groups FROM unnest($2::text[], $3::text[], "
+              "$4::text[], $5::text[], $6::text[], $7::smallint[], "
+              "$8::smallint[], $9::text[], $10::text[], $11::bigint[], "
+              "$12::integer[]) AS x(id, username, email, first, last, kind, "
+              "status, expire, created, version, groups)",
+              {ws, pg::TextArray(ids), pg::TextArray(usernames),
+               pg::TextArray(emails), pg::TextArray(firsts),
+               pg::TextArray(lasts), IntArray(kinds), IntArray(statuses),
+               pg::TextArray(expires), pg::TextArray(created),
+               IntArray(versions), IntArray(*counts)})
+          .status();
+    }
+    return tx
+        .Exec(
+            "INSERT INTO membership.users (id, workspace_id, username, "
+            "email, first_name, last_name, kind, status, "
+            "access_expire_time, create_time, version) "
+            "SELECT x.id::uuid, $1::uuid, x.username, x.email, x.first, "
+            "x.last, x.kind, x.status, NULLIF(x.expire, '')::timestamptz, "
+            "COALESCE(NULLIF(x.created, '')::timestamptz, now()), "
+            "x.version FROM unnest($2::text[], $3::text[], $4::text[], "
+            "$5::text[], $6::text[], $7::smallint[], $8::smallint[], "
+            "$9::text[], $10::text[], $11::bigint[]) AS x(id, username, "
+            "email, first, last, kind, status, expire, created, version) "
+            "ON CONFLICT (id) DO UPDATE SET username = EXCLUDED.username, "
+            "email = EXCLUDED.email, first_name = EXCLUDED.first_name, "
+            "last_name = EXCLUDED.last_name, kind = EXCLUDED.kind, "
+            "status = EXCLUDED.status, "
+            "access_expire_time = EXCLUDED.access_expire_time, "
+            "version = EXCLUDED.version "
+            "WHERE membership.users.version < EXCLUDED.version",
+            {ws, pg::TextArray(ids), pg::TextArray(usernames),
+             pg::TextArray(emails), pg::TextArray(firsts), pg::TextArray(lasts),
+             IntArray(kinds), IntArray(statuses), pg::TextArray(expires),
+             pg::TextArray(created), IntArray(versions)})
+        .status();
+  };
+  if (!creates.empty()) {
+    // See above: memberships, then their users, counted once.
+    if (!new_g.empty()) {
+      RETURN_IF_ERROR(tx.Exec("SET CONSTRAINTS "
+                              "membership.group_members_user_id_fkey DEFERRED")
+                          .status());
+      RETURN_IF_ERROR(
+          tx.Exec("INSERT INTO membership.group_members (group_id, user_id, "
+                  "role) SELECT d.g, d.u, 1 FROM unnest($1::uuid[], "
+                  "$2::uuid[]) AS d(g, u)",
+                  {pg::TextArray(new_g), pg::TextArray(new_u)})
+              .status());
+    }
+    RETURN_IF_ERROR(write_users(creates, &create_group_counts));
+    if (!new_g.empty()) {
+      RETURN_IF_ERROR(tx.Exec("SET CONSTRAINTS "
+                              "membership.group_members_user_id_fkey IMMEDIATE")
+                          .status());
+    }
   }
+  RETURN_IF_ERROR(write_users(upserts, nullptr));
   if (!del_g.empty()) {
     RETURN_IF_ERROR(tx.Exec("DELETE FROM membership.group_members gm USING "
                             "unnest($1::uuid[], $2::uuid[]) AS d(g, u) "
@@ -621,7 +695,7 @@ absl::Status MembershipStore::SyncUsers(
     ASSIGN_OR_RETURN(GrantsOutcome out,
                      ApplyGrantsTx(tx, ws, grants, /*dry_run=*/false,
                                    /*best_effort=*/false,
-                                   /*touch_grants=*/false));
+                                   /*touch_grants=*/false, /*locked=*/true));
     if (out.any_failed) {
       return absl::Status(static_cast<absl::StatusCode>(out.first_error_code),
                           out.first_error_message);
@@ -1429,7 +1503,8 @@ MembershipStore::TryApplyGrantsOptimistically(
   // Planned against counters read without the lock; they may be stale.
   absl::StatusOr<GrantsOutcome> out =
       ApplyGrantsTx(tx, req.workspace_id(), req.users(), /*dry_run=*/false,
-                    req.best_effort(), /*touch_grants=*/true);
+                    req.best_effort(), /*touch_grants=*/true,
+                    /*locked=*/false);
   if (!out.ok() || out->any_failed) return std::nullopt;
   // The writes moved the counters through V003's triggers, which locked
   // the workspace row until commit: this read is exact, and no other
@@ -1458,8 +1533,11 @@ absl::StatusOr<v1::ApplyGrantsResponse> MembershipStore::ApplyGrants(
   // Most grants are far from the licence limit: write first and lock the
   // workspace only for the last statements (a short queue per workspace).
   // Any doubt (stale counters, a refusal, a deadlock) takes the careful
-  // path below, which locks first and decides user by user.
-  if (!req.dry_run()) {
+  // path below, which locks first and decides user by user. Bulk requests
+  // (an import's batches) lock first: their writes take the lock at the
+  // first users INSERT anyway (V003's trigger), and under it new users are
+  // written once instead of twice (ApplyGrantsTx).
+  if (!req.dry_run() && req.users_size() < kLockFirstUsers) {
     if (std::optional<v1::ApplyGrantsResponse> fast =
             TryApplyGrantsOptimistically(req);
         fast.has_value()) {
@@ -1475,7 +1553,7 @@ absl::StatusOr<v1::ApplyGrantsResponse> MembershipStore::ApplyGrants(
   ASSIGN_OR_RETURN(GrantsOutcome out,
                    ApplyGrantsTx(tx, req.workspace_id(), req.users(),
                                  req.dry_run(), req.best_effort(),
-                                 /*touch_grants=*/true));
+                                 /*touch_grants=*/true, /*locked=*/true));
   v1::ApplyGrantsResponse resp;
   for (auto& r : out.results) *resp.add_results() = std::move(r);
   const bool apply = !req.dry_run() && (req.best_effort() || !out.any_failed);
