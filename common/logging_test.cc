@@ -43,7 +43,7 @@ TEST(LogLineTest, TimestampsAcrossSecondsAndBeforeTheEpoch) {
 }
 
 TEST(LogLineTest, EscapesEverythingJsonNeeds) {
-  const std::string nasty = std::string("q\"b\\n\nr\rt\tz\x01\x1f", 15) +
+  const std::string nasty = std::string("q\"b\\n\nr\rt\tz\x01\x1f", 13) +
                             std::string(1, '\0') + "\x7f/é€😀";
   const nlohmann::json j = Parse(FormatLogLine(
       LogLevel::kInfo, nasty, {{"k\"", nasty}}, absl::UnixEpoch()));
