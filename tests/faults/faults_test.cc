@@ -1400,7 +1400,13 @@ TEST_F(FaultsTest, SigtermUnderLoadDrainsAcceptedCalls) {
   std::string grpc_hist;
   for (const auto& [code, n] : grpc_codes) {
     absl::StrAppend(&grpc_hist, code, "x", n, " ");
-    if (code != grpc::StatusCode::OK && code != grpc::StatusCode::UNAVAILABLE) {
+    // A refused call is UNAVAILABLE, or CANCELLED when its stream reached
+    // the server in the instant Shutdown began and was never matched to a
+    // handler (grpc++ cancels such pending calls; seen once in ~10 runs).
+    // Either way it never ran; every call that had been accepted is
+    // checked above to have succeeded (in_flight_bad).
+    if (code != grpc::StatusCode::OK && code != grpc::StatusCode::UNAVAILABLE &&
+        code != grpc::StatusCode::CANCELLED) {
       grpc_bad += n;
     }
   }
