@@ -569,38 +569,46 @@ grpc::Status MembershipServiceImpl::ListDirectory(
 // Check
 // ---------------------------------------------------------------------------
 
-bool MembershipServiceImpl::AnswersFromMemory(
+std::optional<absl::StatusOr<MembershipServiceImpl::Caller>>
+MembershipServiceImpl::CallerFromMemory(
     const grpc::ServerContextBase& ctx,
     absl::Span<const v1::CheckRequest* const> checks) {
-  if (cache_ == nullptr || !auth_->AnswersFromMemory(ctx)) return false;
-  absl::StatusOr<Principal> p = auth_->Authenticate(ctx);
-  if (!p.ok()) return true;  // refused from memory
-  absl::StatusOr<Caller> c = authz_.Resolve(*p, /*load_copy=*/false);
-  if (!c.ok()) return true;
+  if (cache_ == nullptr || !auth_->AnswersFromMemory(ctx)) return std::nullopt;
+  absl::StatusOr<Caller> c = Resolve(ctx, /*load_copy=*/false);
+  if (!c.ok()) return c;  // refused from memory
   // Authorizer::Check also reads a user caller's own entry.
-  if (!c->user_id.empty() && !cache_->Covers(c->user_id)) return false;
+  if (!c->user_id.empty() && !cache_->Covers(c->user_id)) return std::nullopt;
   for (const v1::CheckRequest* check : checks) {
     absl::StatusOr<Resource> resource = ParseResource(check->resource());
     if (!resource.ok()) continue;  // refused before any lookup
     const std::string& subject =
         check->user_id().empty() ? c->user_id : check->user_id();
     if (!cache_->Covers(absl::AsciiStrToLower(subject), &*resource)) {
-      return false;
+      return std::nullopt;
     }
   }
-  return true;
+  return c;
 }
 
 template <typename Fn>
 grpc::ServerUnaryReactor* MembershipServiceImpl::React(
-    grpc::CallbackServerContext* ctx, const char* method, bool from_memory,
-    Fn serve) {
+    grpc::CallbackServerContext* ctx, const char* method,
+    std::optional<absl::StatusOr<Caller>> caller, Fn body) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (from_memory) {
-    reactor->Finish(serve());
-    return reactor;
-  }
-  if (!blocking_.Schedule([reactor, serve] { reactor->Finish(serve()); })) {
+  auto serve = [this, ctx, method,
+                body](std::optional<absl::StatusOr<Caller>> known) {
+    return Serve(ctx, method, [&]() -> absl::Status {
+      absl::StatusOr<Caller> c = known.has_value()
+                                     ? *std::move(known)
+                                     : Resolve(*ctx, /*load_copy=*/false);
+      RETURN_IF_ERROR(c.status());
+      return body(*c);
+    });
+  };
+  if (caller.has_value()) {
+    reactor->Finish(serve(std::move(caller)));
+  } else if (!blocking_.Schedule(
+                 [reactor, serve] { reactor->Finish(serve(std::nullopt)); })) {
     reactor->Finish(Serve(ctx, method, [] {
       return absl::ResourceExhaustedError(
           "membership has too many checks waiting for the database; retry "
@@ -614,36 +622,35 @@ grpc::ServerUnaryReactor* MembershipServiceImpl::Check(
     grpc::CallbackServerContext* ctx, const v1::CheckRequest* req,
     v1::CheckResponse* resp) {
   const v1::CheckRequest* checks[] = {req};
-  return React(ctx, "Check", AnswersFromMemory(*ctx, checks), [=] {
-    return Serve(ctx, "Check", [&]() -> absl::Status {
-      ASSIGN_OR_RETURN(Caller c, Resolve(*ctx, /*load_copy=*/false));
-      ASSIGN_OR_RETURN(*resp, authz_.Check(c, *req));
-      return absl::OkStatus();
-    });
-  });
+  return React(ctx, "Check", CallerFromMemory(*ctx, checks),
+               [this, req, resp](const Caller& c) -> absl::Status {
+                 ASSIGN_OR_RETURN(*resp, authz_.Check(c, *req));
+                 return absl::OkStatus();
+               });
 }
 
 grpc::ServerUnaryReactor* MembershipServiceImpl::BatchCheck(
     grpc::CallbackServerContext* ctx, const v1::BatchCheckRequest* req,
     v1::BatchCheckResponse* resp) {
-  const bool from_memory =
-      req->checks_size() > kMaxChecks ||
-      AnswersFromMemory(*ctx, {req->checks().data(),
-                               static_cast<size_t>(req->checks_size())});
-  return React(ctx, "BatchCheck", from_memory, [=] {
-    return Serve(ctx, "BatchCheck", [&]() -> absl::Status {
-      ASSIGN_OR_RETURN(Caller c, Resolve(*ctx, /*load_copy=*/false));
-      if (req->checks_size() > kMaxChecks) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("at most ", kMaxChecks, " checks per BatchCheck; got ",
-                         req->checks_size()));
-      }
-      for (const v1::CheckRequest& check : req->checks()) {
-        ASSIGN_OR_RETURN(*resp->add_results(), authz_.Check(c, check));
-      }
-      return absl::OkStatus();
-    });
-  });
+  // Too many checks are refused without looking any up.
+  const bool too_many = req->checks_size() > kMaxChecks;
+  absl::Span<const v1::CheckRequest* const> checks;
+  if (!too_many) {
+    checks = {req->checks().data(), static_cast<size_t>(req->checks_size())};
+  }
+  return React(
+      ctx, "BatchCheck", CallerFromMemory(*ctx, checks),
+      [this, req, resp, too_many](const Caller& c) -> absl::Status {
+        if (too_many) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("at most ", kMaxChecks,
+                           " checks per BatchCheck; got ", req->checks_size()));
+        }
+        for (const v1::CheckRequest& check : req->checks()) {
+          ASSIGN_OR_RETURN(*resp->add_results(), authz_.Check(c, check));
+        }
+        return absl::OkStatus();
+      });
 }
 
 // ---------------------------------------------------------------------------

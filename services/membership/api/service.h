@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/types/span.h"
@@ -116,17 +117,20 @@ class MembershipServiceImpl final : public MembershipServiceBase {
   absl::StatusOr<Caller> Resolve(const grpc::ServerContextBase& ctx,
                                  bool load_copy = true);
 
-  // Whether every check in `checks` can be answered without I/O: the
-  // caller authenticates from memory and the cache holds every entry the
-  // checks read. A request refused before any lookup also counts.
-  bool AnswersFromMemory(const grpc::ServerContextBase& ctx,
-                         absl::Span<const v1::CheckRequest* const> checks);
-  // Finishes the call with `serve()`: right here when `from_memory`, else
-  // on `blocking_` (RESOURCE_EXHAUSTED when its queue is full).
+  // The caller (or why it is refused) when everything `checks` reads is
+  // in memory: the caller authenticates from memory and the cache holds
+  // every entry the checks read. nullopt when serving needs I/O.
+  std::optional<absl::StatusOr<Caller>> CallerFromMemory(
+      const grpc::ServerContextBase& ctx,
+      absl::Span<const v1::CheckRequest* const> checks);
+  // Serves the call with `body(caller)`, logged as `method`: right here
+  // when `caller` is known from memory, else on `blocking_` after
+  // resolving it there (RESOURCE_EXHAUSTED when its queue is full).
   template <typename Fn>
   grpc::ServerUnaryReactor* React(grpc::CallbackServerContext* ctx,
-                                  const char* method, bool from_memory,
-                                  Fn serve);
+                                  const char* method,
+                                  std::optional<absl::StatusOr<Caller>> caller,
+                                  Fn body);
   absl::Status RequireInternal(const grpc::ServerContext& ctx);
 
   absl::Status DoCreateApp(const grpc::ServerContext& ctx,

@@ -296,7 +296,8 @@ void CheckCache::WarmUp() {
     const absl::Time start = absl::Now();
     // One pass per kind; a reconnect (which clears everything) ends the
     // pass and the next one starts over.
-    auto pass = [&](size_t limit, auto warm_chunk) -> absl::Status {
+    auto pass = [&](auto* map, const char* sql, auto parse,
+                    size_t limit) -> absl::Status {
       std::string after = kBeforeAllIds;
       size_t loaded = 0;
       while (loaded < limit && !stop_.HasBeenNotified()) {
@@ -307,24 +308,18 @@ void CheckCache::WarmUp() {
         const int n = static_cast<int>(
             std::min<size_t>(options_.warm_chunk, limit - loaded));
         std::string last;
-        RETURN_IF_ERROR(warm_chunk(after, n, &last));
+        RETURN_IF_ERROR(WarmChunk(map, sql, after, n, &last, parse));
         if (last.empty()) break;
         after = std::move(last);
         loaded += n;
       }
       return absl::OkStatus();
     };
-    absl::Status s = pass(options_.warm_groups, [&](const std::string& after,
-                                                    int n, std::string* last) {
-      return WarmChunk(&groups_, kWarmGroups, after, n, last,
-                       &CheckCache::ParseGroup);
-    });
+    absl::Status s = pass(&groups_, kWarmGroups, &CheckCache::ParseGroup,
+                          options_.warm_groups);
     if (s.ok()) {
-      s = pass(options_.warm_users,
-               [&](const std::string& after, int n, std::string* last) {
-                 return WarmChunk(&users_, kWarmUsers, after, n, last,
-                                  &CheckCache::ParseUser);
-               });
+      s = pass(&users_, kWarmUsers, &CheckCache::ParseUser,
+               options_.warm_users);
     }
     size_t users, groups;
     {
