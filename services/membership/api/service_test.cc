@@ -145,6 +145,16 @@ class MembershipApiTest : public ::testing::Test {
     return r;
   }
 
+  // Suspends `user_id` straight in the shared database, as another replica
+  // would: this replica's own invalidation does not run.
+  static void SuspendFromAnotherReplica(const std::string& user_id) {
+    ASSERT_TRUE(pool_
+                    ->Exec("UPDATE membership.users SET status = 4, version = "
+                           "version + 1 WHERE id = $1",
+                           {user_id})
+                    .ok());
+  }
+
   // Creates a user (and its token) with the given groups, via ApplyGrants.
   static void AddUser(const v1::UserRecord& r,
                       const std::vector<std::string>& groups = {},
@@ -611,14 +621,8 @@ TEST_F(MembershipApiTest, ChangeByAnotherReplicaBitesWithinOneSecond) {
   v1::CheckResponse resp;
   ASSERT_TRUE(Call(&Stub::Check, kInternal, req, &resp).ok());
   ASSERT_TRUE(resp.allowed());  // now cached
-  // Another replica suspends the user (straight into the shared database,
-  // so this replica's own invalidation does not run).
   const absl::Time written = absl::Now();
-  ASSERT_TRUE(pool_
-                  ->Exec("UPDATE membership.users SET status = 4, version = "
-                         "version + 1 WHERE id = $1",
-                         {Id(452)})
-                  .ok());
+  SuspendFromAnotherReplica(Id(452));
   absl::Duration took = absl::InfiniteDuration();
   while (absl::Now() - written < absl::Seconds(2)) {
     ASSERT_TRUE(Call(&Stub::Check, kInternal, req, &resp).ok());
@@ -704,11 +708,7 @@ TEST_F(MembershipApiTest, WarmUpServesFirstLookupsFromMemory) {
   EXPECT_EQ(f->subject_role, Role::kMember);
   EXPECT_EQ(f->group.visibility, Visibility::kPrivate);
   // A change after warm-up is seen like any other.
-  ASSERT_TRUE(pool_
-                  ->Exec("UPDATE membership.users SET status = 4, version = "
-                         "version + 1 WHERE id = $1",
-                         {Id(472)})
-                  .ok());
+  SuspendFromAnotherReplica(Id(472));
   fresh.AwaitChanges();
   f = fresh.LoadFacts(Id(472), {ResourceType::kGroup, g});
   ASSERT_TRUE(f.ok()) << f.status();
