@@ -1003,18 +1003,6 @@ class PgTx final : public IdentityTx {
     return r.GetInt(0, 0);
   }
 
-  absl::Status LockOutboxRow(int64_t id) override {
-    ASSIGN_OR_RETURN(pg::Result r,
-                     Exec("SELECT 1 FROM identity.outbox WHERE id = $1 "
-                          "FOR UPDATE",
-                          {pg::Int(id)}));
-    if (r.rows() == 0) {
-      return absl::AbortedError(
-          "the invitation was reconciled while starting; retry the call");
-    }
-    return absl::OkStatus();
-  }
-
   absl::Status DeleteOutboxRow(int64_t id) override {
     return Exec("DELETE FROM identity.outbox WHERE id = $1", {pg::Int(id)})
         .status();

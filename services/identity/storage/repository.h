@@ -171,9 +171,6 @@ class IdentityTx {
   // after `delay`. Returns its id.
   virtual absl::StatusOr<int64_t> EnqueueDelayed(const OutboxMessage& message,
                                                  absl::Duration delay) = 0;
-  // Locks the intent row until the transaction ends (so the relay skips
-  // it); NotFound if it is gone.
-  virtual absl::Status LockOutboxRow(int64_t id) = 0;
   virtual absl::Status DeleteOutboxRow(int64_t id) = 0;
   // Deletes the intent row, keeping it locked until the transaction ends:
   // the relay (which skips locked rows) cannot reconcile it meanwhile, and
