@@ -70,6 +70,10 @@ void OutboxRelay::Start() {
         return woken_ || stopping_.load();
       };
       mu_.AwaitWithTimeout(absl::Condition(&woken), options_.poll_interval);
+      if (woken_ && options_.wake_gather > absl::ZeroDuration()) {
+        auto stopping = [this] { return stopping_.load(); };
+        mu_.AwaitWithTimeout(absl::Condition(&stopping), options_.wake_gather);
+      }
       woken_ = false;
     }
   });

@@ -44,6 +44,9 @@ class OutboxRelay final {
     int batch_size = 100;
     int max_attempts = 25;
     absl::Duration max_backoff = absl::Minutes(5);
+    // After a Wake(), how long to let further commits gather before
+    // claiming, so under load they share one claim (and one batch call).
+    absl::Duration wake_gather = absl::ZeroDuration();
   };
 
   OutboxRelay(pg::Pool* pool, std::string schema, Options options);

@@ -4,6 +4,8 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "common/idempotency.h"
 #include "gtest/gtest.h"
 #include "tests/testing/postgres.h"
@@ -127,6 +129,39 @@ TEST_F(OutboxTest, BatchTopicIsDeliveredInOneCallWithPerRowOutcomes) {
   EXPECT_EQ(db_->Psql("SELECT encode(payload, 'escape'), attempts, "
                       "last_error LIKE '%try later%' FROM svc.outbox"),
             "bad|1|t\n");
+}
+
+TEST_F(OutboxTest, AWokenRelayLetsCommitsGatherIntoOneClaim) {
+  absl::Mutex mu;
+  std::vector<std::vector<std::string>> batches;
+  OutboxRelay relay(
+      pool_, "svc",
+      {.poll_interval = absl::Seconds(30), .wake_gather = absl::Seconds(1)});
+  relay.RegisterBatch("email", [&](const std::vector<std::string>& payloads) {
+    absl::MutexLock lock(&mu);
+    batches.push_back(payloads);
+    return std::vector<absl::Status>(payloads.size());
+  });
+  relay.Start();
+  absl::SleepFor(absl::Milliseconds(200));  // its first, empty claim
+  // Two commits 50 ms apart, each waking the relay: one claim takes both.
+  Enqueue("email", "e1");
+  relay.Wake();
+  absl::SleepFor(absl::Milliseconds(50));
+  Enqueue("email", "e2");
+  relay.Wake();
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline) {
+    absl::MutexLock lock(&mu);
+    if (!batches.empty()) break;
+    mu.Unlock();
+    absl::SleepFor(absl::Milliseconds(10));
+    mu.Lock();
+  }
+  relay.Stop();
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(batches.size(), 1u);
+  EXPECT_EQ(batches[0], (std::vector<std::string>{"e1", "e2"}));
 }
 
 TEST_F(OutboxTest, IdempotencyReplaysAndRejectsADifferentBody) {

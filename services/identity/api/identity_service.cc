@@ -21,61 +21,13 @@
 
 namespace guestlist::identity {
 
-namespace {
-
-// How long a commit's outbox rows may wait for the relay: under load, the
-// commits of this window share one relay cycle (and one BatchSendEmail).
-constexpr absl::Duration kKickDelay = absl::Milliseconds(10);
-
-}  // namespace
-
-CoalescedKick::CoalescedKick(std::function<void()> fn, absl::Duration delay)
-    : fn_(std::move(fn)), delay_(delay), thread_([this] { Run(); }) {}
-
-CoalescedKick::~CoalescedKick() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-  }
-  thread_.join();
-}
-
-void CoalescedKick::Kick() {
-  absl::MutexLock lock(&mu_);
-  pending_ = true;
-}
-
-void CoalescedKick::Run() {
-  absl::MutexLock lock(&mu_);
-  while (true) {
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return pending_ || stopping_;
-    };
-    mu_.Await(absl::Condition(&ready));
-    if (stopping_) return;
-    // Let the burst gather (a stop cuts the wait short), then run once for
-    // every Kick so far; later ones schedule the next run.
-    auto stop = [this]()
-                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-    mu_.AwaitWithTimeout(absl::Condition(&stop), delay_);
-    pending_ = false;
-    mu_.Unlock();
-    fn_();
-    mu_.Lock();
-  }
-}
-
 IdentityServiceImpl::IdentityServiceImpl(IdentityOptions options,
                                          IdentityDeps deps)
     : options_(std::move(options)),
       deps_(std::move(deps)),
       operator_token_hash_(options_.operator_token.empty()
                                ? ""
-                               : Sha256Hex(options_.operator_token)) {
-  if (deps_.kick_outbox) {
-    kick_ = std::make_unique<CoalescedKick>(deps_.kick_outbox, kKickDelay);
-  }
-}
+                               : Sha256Hex(options_.operator_token)) {}
 
 absl::Time IdentityServiceImpl::Now() const {
   // Microseconds, as PostgreSQL stores them, so answers match later reads.
@@ -83,7 +35,7 @@ absl::Time IdentityServiceImpl::Now() const {
 }
 
 void IdentityServiceImpl::Kick() {
-  if (kick_ != nullptr) kick_->Kick();
+  if (deps_.kick_outbox) deps_.kick_outbox();
 }
 
 void IdentityServiceImpl::SyncNow(const UserRecord& user) {

@@ -7,10 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
-#include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
 #include "common/auth.h"
 #include "common/clock.h"
 #include "common/random.h"
@@ -47,29 +44,6 @@ struct IdentityDeps {
   ImportHandlers* imports = nullptr;
   // Called after a commit that enqueued outbox rows.
   std::function<void()> kick_outbox;
-};
-
-// Coalesces wake-ups: `fn` runs on its own thread at most `delay` after a
-// Kick, once for all the Kicks made meanwhile. Lets the outbox relay take
-// a burst of commits' emails in one claim and one BatchSendEmail instead of
-// one cycle per commit.
-class CoalescedKick final {
- public:
-  CoalescedKick(std::function<void()> fn, absl::Duration delay);
-  ~CoalescedKick();
-  CoalescedKick(const CoalescedKick&) = delete;
-  CoalescedKick& operator=(const CoalescedKick&) = delete;
-  void Kick();
-
- private:
-  void Run();
-
-  const std::function<void()> fn_;
-  const absl::Duration delay_;
-  absl::Mutex mu_;
-  bool pending_ ABSL_GUARDED_BY(mu_) = false;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
 };
 
 class IdentityServiceImpl final : public v1::IdentityService::Service {
@@ -250,8 +224,6 @@ class IdentityServiceImpl final : public v1::IdentityService::Service {
   const IdentityOptions options_;
   const IdentityDeps deps_;
   const std::string operator_token_hash_;
-  // Runs deps_.kick_outbox (null without one).
-  std::unique_ptr<CoalescedKick> kick_;
 };
 
 }  // namespace guestlist::identity
