@@ -97,6 +97,13 @@ double ProcessCpuSeconds() {
          (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
+// The `percent` percentile of `v`, sorting it; 0 when empty.
+double Percentile(std::vector<int64_t>& v, int percent) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() * percent / 100];
+}
+
 struct Result {
   double cpu_us_per_call = 0;  // this process's CPU per call
   double qps;
@@ -144,12 +151,11 @@ Result Measure(int phase, int threads, absl::Duration duration, Fn call) {
     r.errors += errors[t];
     r.allowed += allowed[t];
   }
-  std::sort(all.begin(), all.end());
   r.calls = static_cast<int64_t>(all.size());
   r.qps = r.calls / secs;
   r.cpu_us_per_call = 1e6 * cpu / std::max<int64_t>(1, r.calls);
-  r.p50_us = all.empty() ? 0 : all[all.size() / 2];
-  r.p99_us = all.empty() ? 0 : all[all.size() * 99 / 100];
+  r.p50_us = Percentile(all, 50);
+  r.p99_us = Percentile(all, 99);
   return r;
 }
 
@@ -210,17 +216,13 @@ Result OpenLoop(int phase, int rate, absl::Duration duration,
   cq.Shutdown();
   const double cpu = ProcessCpuSeconds() - cpu0;
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
-  std::sort(lat.begin(), lat.end());
   r.calls = static_cast<int64_t>(lat.size());
   r.qps = r.calls / secs;
   r.cpu_us_per_call = 1e6 * cpu / std::max<int64_t>(1, r.calls);
-  r.p50_us = lat.empty() ? 0 : lat[lat.size() / 2];
-  r.p99_us = lat.empty() ? 0 : lat[lat.size() * 99 / 100];
-  for (auto* v : {&from_send, &lag}) std::sort(v->begin(), v->end());
-  if (!lat.empty()) {
-    r.p99_from_send_us = from_send[from_send.size() * 99 / 100];
-    r.p99_send_lag_us = lag[lag.size() * 99 / 100];
-  }
+  r.p50_us = Percentile(lat, 50);
+  r.p99_us = Percentile(lat, 99);
+  r.p99_from_send_us = Percentile(from_send, 99);
+  r.p99_send_lag_us = Percentile(lag, 99);
   return r;
 }
 
