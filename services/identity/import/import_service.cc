@@ -212,7 +212,9 @@ ImportService::ImportService(ImportConfig config, ImportDeps deps)
   }
 }
 
-ImportService::~ImportService() {
+ImportService::~ImportService() { AwaitBackgroundWork(); }
+
+void ImportService::AwaitBackgroundWork() {
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
       +[](int* running) { return *running == 0; }, &running_));

@@ -72,6 +72,10 @@ class ImportService final {
   ImportService(const ImportService&) = delete;
   ImportService& operator=(const ImportService&) = delete;
 
+  // Blocks until the start-up reaper and jobs whose clients left have
+  // finished.
+  void AwaitBackgroundWork();
+
   // Runs an import and returns its report (row errors are in the report).
   // Errors: INVALID_ARGUMENT (first message not `options`, repeated
   // options, bad header, file larger than max_bytes), RESOURCE_EXHAUSTED

@@ -219,6 +219,10 @@ class ImportPgTest : public ::testing::Test {
     service_ = std::make_unique<ImportService>(
         config,
         ImportDeps{store_.get(), &membership_, &mail_, &clock_, &random_});
+    // Its start-up reaper must not race the test: it would hold a job's
+    // lock while the test reads that job (seen once in CI under load:
+    // JobOfADeadProcessIsFailedWhenRead read RUNNING).
+    service_->AwaitBackgroundWork();
   }
 
   absl::StatusOr<ImportReport> Import(
