@@ -3,9 +3,11 @@
 // groups added and removed, a group with members deleted, users deleted,
 // bulk ApplyGrants, SyncUsers, a user moved between workspaces) the
 // counters on membership.workspaces and users.group_count equal a full
-// recount, and GetLicenseUsage reports them. Also: bulk statements and FK
-// cascades cost one trigger call per statement, and counter updates do not
-// notify the Check caches of a workspace change.
+// recount, and GetLicenseUsage reports them, and no membership or privilege
+// outlives its user, group or app (V006 replaced the foreign keys with
+// locks and deletes in the store). Also: bulk statements cost one trigger
+// call per statement, deletes racing grants leave no orphans, and counter
+// updates do not notify the Check caches of a workspace change.
 #include <algorithm>
 #include <string>
 #include <thread>
@@ -13,6 +15,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/migrations.h"
 #include "gtest/gtest.h"
@@ -97,6 +101,21 @@ class LicenseCountersTest : public ::testing::Test {
         "WHERE m.user_id = u.id)");
     ASSERT_TRUE(drift.ok()) << drift.status();
     EXPECT_EQ(drift->GetInt(0, 0), 0) << "users with a wrong group_count";
+    EXPECT_EQ(Orphans(), 0);
+  }
+
+  // Memberships and privileges whose user, group or app is gone.
+  int64_t Orphans() {
+    absl::StatusOr<pg::Result> r = pool_->Exec(
+        "SELECT (SELECT count(*) FROM membership.group_members m WHERE NOT "
+        "EXISTS (SELECT 1 FROM membership.users u WHERE u.id = m.user_id) OR "
+        "NOT EXISTS (SELECT 1 FROM membership.groups g WHERE g.id = "
+        "m.group_id)) + (SELECT count(*) FROM membership.app_privileges p "
+        "WHERE NOT EXISTS (SELECT 1 FROM membership.users u WHERE u.id = "
+        "p.user_id) OR NOT EXISTS (SELECT 1 FROM membership.apps a WHERE "
+        "a.id = p.app_id))");
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->GetInt(0, 0) : -1;
   }
 
   // The workspace row's version (xmin): changes iff the row was written.
@@ -213,19 +232,26 @@ TEST_F(LicenseCountersTest, CountersEqualFullRecountAfterMixedWrites) {
       {GroupId(2), GroupId(3)});
   ExpectExact("groups removed from guests");
 
-  // Deleting a group with members (FK cascade), through the store.
+  // Deleting a group with members, through the store.
   ASSERT_TRUE(store_.DeleteGroup(GroupId(4)).ok());
   ASSERT_TRUE(store_.DeleteGroup(GroupId(5)).ok());
   ExpectExact("groups with members deleted");
 
-  // Deleting users with memberships (FK cascade), through the store.
+  // Deleting users with memberships, through the store.
   ASSERT_TRUE(
       store_.DeleteUsers(kWs1, {UserId(2), UserId(6), UserId(14), UserId(22)})
           .ok());
-  Exec(
-      "DELETE FROM membership.users WHERE username LIKE 'u%1' AND "
-      "workspace_id = $1",
-      {kWs2});
+  {
+    absl::StatusOr<pg::Result> ids = pool_->Exec(
+        "SELECT id FROM membership.users WHERE username LIKE 'u%1' AND "
+        "workspace_id = $1",
+        {kWs2});
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    ASSERT_GT(ids->rows(), 0);
+    std::vector<std::string> doomed;
+    for (int i = 0; i < ids->rows(); ++i) doomed.push_back(ids->Get(i, 0));
+    ASSERT_TRUE(store_.DeleteUsers(kWs2, doomed).ok());
+  }
   ExpectExact("users deleted");
 
   // Bulk ApplyGrants: new guests in one and two groups, an existing guest
@@ -316,8 +342,7 @@ TEST_F(LicenseCountersTest, BulkInsertIsOneTriggerCallNotOnePerRow) {
   EXPECT_EQ(usage->used(), 0);
   EXPECT_EQ(Row(kCounters, ws), Row(kRecount, ws));
 
-  // Deleting them all cascades to group_members; the cascade's statement
-  // triggers fire once for the whole statement, not once per user.
+  // Deleting them all: one trigger call for the whole statement too.
   absl::StatusOr<pg::PooledConnection> conn2 = pool_->Acquire();
   ASSERT_TRUE(conn2.ok()) << conn2.status();
   pg::Transaction del(*conn2);
@@ -327,7 +352,7 @@ TEST_F(LicenseCountersTest, BulkInsertIsOneTriggerCallNotOnePerRow) {
           .ok());
   absl::StatusOr<pg::Result> del_calls = del.Exec(
       "SELECT calls FROM pg_stat_xact_user_functions WHERE "
-      "funcname = 'count_user_groups'");
+      "funcname = 'count_licenses'");
   ASSERT_TRUE(del_calls.ok()) << del_calls.status();
   ASSERT_EQ(del_calls->rows(), 1);
   EXPECT_EQ(del_calls->GetInt(0, 0), 1);
@@ -336,7 +361,7 @@ TEST_F(LicenseCountersTest, BulkInsertIsOneTriggerCallNotOnePerRow) {
 }
 
 // Bulk ApplyGrants write new users once, with their group_count already set
-// (V005: memberships first under a deferred FK). Requests racing to create
+// (V005: memberships first, then the users). Requests racing to create
 // the same users with different groups, and a bulk request that also adds
 // groups to users it created before, must still leave exact counters.
 TEST_F(LicenseCountersTest, ConcurrentBulkCreatesOfTheSameUsersStayExact) {
@@ -443,6 +468,104 @@ TEST_F(LicenseCountersTest, CounterChangesDoNotNotifyWorkspaceChanges) {
   const std::vector<std::string> payloads = drain();
   EXPECT_NE(std::find(payloads.begin(), payloads.end(), "w:" + ws),
             payloads.end());
+}
+
+namespace race {
+
+// Waits until some session waits for a lock (the store's call blocked).
+bool AwaitLockWaiter(pg::Pool& pool) {
+  for (int i = 0; i < 1000; ++i) {
+    absl::StatusOr<pg::Result> r = pool.Exec(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+        "'Lock' AND datname = current_database()");
+    if (r.ok() && r->GetInt(0, 0) > 0) return true;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return false;
+}
+
+}  // namespace race
+
+// A grant that holds its group (FOR KEY SHARE, as ApplyGrants does) and
+// commits while DeleteGroup waits: the delete must still take the new
+// membership with it (it deletes memberships after the group, not before).
+TEST_F(LicenseCountersTest, GroupDeleteWaitingForAGrantLeavesNoOrphans) {
+  const std::string ws = Uuid(2, 6);
+  v1::WorkspaceRecord w;
+  w.set_workspace_id(ws);
+  w.set_license_count(100);
+  w.set_version(1);
+  ASSERT_TRUE(store_.SyncWorkspace(w).ok());
+  Exec(
+      "INSERT INTO membership.groups (id, workspace_id, name, visibility) "
+      "VALUES ($1, $2, 'doomed', 1)",
+      {GroupId(961), ws});
+  v1::ApplyGrantsRequest req;
+  req.set_workspace_id(ws);
+  *req.add_users() = Grants(UserId(9601), ws, v1::DirectoryUser::GUEST, 1, {});
+  ASSERT_TRUE(store_.ApplyGrants(req).ok());
+
+  pg::Connection grant(PQconnectdb(db_->ConnInfo().c_str()));
+  ASSERT_TRUE(grant.ExecScript("BEGIN").ok());
+  ASSERT_TRUE(grant
+                  .Exec("SELECT 1 FROM membership.groups WHERE id = $1 FOR "
+                        "KEY SHARE",
+                        {GroupId(961)})
+                  .ok());
+  absl::Status deleted;
+  std::thread deleter([&] { deleted = store_.DeleteGroup(GroupId(961)); });
+  EXPECT_TRUE(race::AwaitLockWaiter(*pool_));
+  ASSERT_TRUE(grant
+                  .Exec("INSERT INTO membership.group_members (group_id, "
+                        "user_id) VALUES ($1, $2)",
+                        {GroupId(961), UserId(9601)})
+                  .ok());
+  ASSERT_TRUE(grant.ExecScript("COMMIT").ok());
+  deleter.join();
+  EXPECT_TRUE(deleted.ok()) << deleted;
+  EXPECT_EQ(Orphans(), 0);
+  EXPECT_EQ(Row(kCounters, ws), Row(kRecount, ws));
+}
+
+// A grant racing a group delete that commits first: ApplyGrants read the
+// group before the delete committed, waits on it, and must then refuse
+// (NOT_FOUND) instead of adding a membership to a deleted group.
+TEST_F(LicenseCountersTest, GrantWaitingForAGroupDeleteFindsTheGroupGone) {
+  const std::string ws = Uuid(2, 7);
+  v1::WorkspaceRecord w;
+  w.set_workspace_id(ws);
+  w.set_license_count(100);
+  w.set_version(1);
+  ASSERT_TRUE(store_.SyncWorkspace(w).ok());
+  Exec(
+      "INSERT INTO membership.groups (id, workspace_id, name, visibility) "
+      "VALUES ($1, $2, 'going', 1)",
+      {GroupId(971), ws});
+
+  pg::Connection deleter(PQconnectdb(db_->ConnInfo().c_str()));
+  ASSERT_TRUE(deleter.ExecScript("BEGIN").ok());
+  ASSERT_TRUE(
+      deleter
+          .Exec("DELETE FROM membership.groups WHERE id = $1", {GroupId(971)})
+          .ok());
+  absl::StatusOr<v1::ApplyGrantsResponse> granted;
+  std::thread grant([&] {
+    v1::ApplyGrantsRequest req;
+    req.set_workspace_id(ws);
+    *req.add_users() =
+        Grants(UserId(9701), ws, v1::DirectoryUser::GUEST, 1, {GroupId(971)});
+    granted = store_.ApplyGrants(req);
+  });
+  EXPECT_TRUE(race::AwaitLockWaiter(*pool_));
+  ASSERT_TRUE(deleter.ExecScript("COMMIT").ok());
+  grant.join();
+  ASSERT_TRUE(granted.ok()) << granted.status();
+  ASSERT_EQ(granted->results_size(), 1);
+  EXPECT_FALSE(granted->results(0).ok());
+  EXPECT_EQ(granted->results(0).error_code(),
+            static_cast<int>(absl::StatusCode::kNotFound))
+      << granted->results(0).error_message();
+  EXPECT_EQ(Orphans(), 0);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "common/status_macros.h"
 
 namespace guestlist::membership {
@@ -87,6 +88,58 @@ std::string PrefixFilter(int n) {
   return absl::StrCat("(", range("email_lc"), " OR ", range("username_lc"),
                       " OR ", range("first_lc"), " OR ", range("last_lc"),
                       " OR ", range("name_lc"), ")");
+}
+
+// V006 dropped the foreign keys of group_members and app_privileges: each
+// cost an index probe and a row lock per inserted row, a quarter of a bulk
+// grant's database time. Their guarantee is kept once per statement
+// instead. A writer locks the parent rows it attaches rows to FOR KEY
+// SHARE (the lock the FK check took) within `ws`; a deleter deletes the
+// parent row first and its children after (DeleteChildren). A writer
+// racing a delete either commits first (its rows are then deleted with the
+// rest) or waits for the delete and finds the parent gone.
+// `table`: "groups", "apps" or "users".
+absl::Status LockParents(pg::Transaction& tx, absl::string_view table,
+                         const std::string& ws,
+                         const std::vector<std::string>& ids) {
+  if (ids.empty()) return absl::OkStatus();
+  const absl::flat_hash_set<std::string> distinct(ids.begin(), ids.end());
+  ASSIGN_OR_RETURN(
+      pg::Result r,
+      tx.Exec(
+          absl::StrCat("SELECT count(*) FROM (SELECT 1 FROM membership.", table,
+                       " WHERE workspace_id = $1 AND id = ANY($2::uuid[]) "
+                       "FOR KEY SHARE) s"),
+          {ws, pg::TextArray(std::vector<std::string>(distinct.begin(),
+                                                      distinct.end()))}));
+  if (r.GetInt(0, 0) != static_cast<int64_t>(distinct.size())) {
+    return absl::AbortedError(
+        absl::StrCat("a ", table.substr(0, table.size() - 1),
+                     " of this request was deleted while it ran; retry"));
+  }
+  return absl::OkStatus();
+}
+
+// The rows V006's dropped foreign keys deleted by cascade: after deleting
+// the parent rows (`column` = "group_id", "app_id" or "user_id").
+absl::Status DeleteChildren(pg::Transaction& tx, absl::string_view column,
+                            const std::vector<std::string>& ids) {
+  const pg::Param array = pg::TextArray(ids);
+  if (column != "app_id") {
+    RETURN_IF_ERROR(tx.Exec(absl::StrCat("DELETE FROM membership.group_members "
+                                         "WHERE ",
+                                         column, " = ANY($1::uuid[])"),
+                            {array})
+                        .status());
+  }
+  if (column != "group_id") {
+    RETURN_IF_ERROR(
+        tx.Exec(absl::StrCat("DELETE FROM membership.app_privileges WHERE ",
+                             column, " = ANY($1::uuid[])"),
+                {array})
+            .status());
+  }
+  return absl::OkStatus();
 }
 
 int ClampPageSize(int requested, int def) {
@@ -206,13 +259,13 @@ struct GrantsOutcome {
 // !best_effort and a user fails, nothing is written.
 //
 // With the lock, the users the plan found absent are created with their
-// memberships counted once (V005): memberships first, under a deferred
-// user FK (V003's counter trigger finds no such user and writes nothing),
-// then the users with group_count already set, with a plain INSERT (a
-// user created meanwhile is an error, never a miscount). Nobody else can
-// create them in between: every writer that can take a licence queues on
-// the workspace lock, and the FK keeps other memberships out until the
-// users exist.
+// memberships counted once (V005): memberships first (V003's counter
+// trigger finds no such user and writes nothing), then the users with
+// group_count already set, with a plain INSERT (a user created meanwhile
+// is an error, never a miscount). Nobody else can create them in between:
+// every writer that can take a licence queues on the workspace lock, and
+// every other writer of memberships locks the user row first
+// (LockParents), which does not exist until this transaction commits.
 absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
     pg::Transaction& tx, const std::string& ws,
     const google::protobuf::RepeatedPtrField<v1::UserGrants>& users,
@@ -526,12 +579,15 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
              pg::TextArray(created), IntArray(versions)})
         .status();
   };
+  // Parents of the rows written below (see LockParents). The users created
+  // here are this transaction's own rows.
+  std::vector<std::string> parent_groups = new_g;
+  parent_groups.insert(parent_groups.end(), add_g.begin(), add_g.end());
+  RETURN_IF_ERROR(LockParents(tx, "groups", ws, parent_groups));
+  RETURN_IF_ERROR(LockParents(tx, "apps", ws, setp_a));
   if (!creates.empty()) {
     // See above: memberships, then their users, counted once.
     if (!new_g.empty()) {
-      RETURN_IF_ERROR(tx.Exec("SET CONSTRAINTS "
-                              "membership.group_members_user_id_fkey DEFERRED")
-                          .status());
       RETURN_IF_ERROR(
           tx.Exec("INSERT INTO membership.group_members (group_id, user_id, "
                   "role) SELECT d.g, d.u, 1 FROM unnest($1::uuid[], "
@@ -540,13 +596,19 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
               .status());
     }
     RETURN_IF_ERROR(write_users(creates, &create_group_counts));
-    if (!new_g.empty()) {
-      RETURN_IF_ERROR(tx.Exec("SET CONSTRAINTS "
-                              "membership.group_members_user_id_fkey IMMEDIATE")
-                          .status());
-    }
   }
   RETURN_IF_ERROR(write_users(upserts, nullptr));
+  {
+    absl::flat_hash_set<std::string> created;
+    for (const v1::UserRecord* r : creates) created.insert(r->id());
+    std::vector<std::string> parent_users;
+    for (const auto* list : {&add_u, &setp_u}) {
+      for (const std::string& id : *list) {
+        if (!created.contains(id)) parent_users.push_back(id);
+      }
+    }
+    RETURN_IF_ERROR(LockParents(tx, "users", ws, parent_users));
+  }
   if (!del_g.empty()) {
     RETURN_IF_ERROR(tx.Exec("DELETE FROM membership.group_members gm USING "
                             "unnest($1::uuid[], $2::uuid[]) AS d(g, u) "
@@ -713,10 +775,13 @@ absl::Status MembershipStore::DeleteUsers(const std::string& ws,
   // The delete moves the licence counters: lock the workspace first.
   ASSIGN_OR_RETURN(pg::Result lock, tx.Exec(kLockWorkspace, {ws}));
   if (lock.rows() == 0) return absl::OkStatus();  // nothing was ever synced
-  RETURN_IF_ERROR(tx.Exec("DELETE FROM membership.users WHERE workspace_id = "
-                          "$1 AND id = ANY($2::uuid[])",
-                          {ws, pg::TextArray(ids)})
-                      .status());
+  ASSIGN_OR_RETURN(pg::Result deleted,
+                   tx.Exec("DELETE FROM membership.users WHERE workspace_id = "
+                           "$1 AND id = ANY($2::uuid[]) RETURNING id",
+                           {ws, pg::TextArray(ids)}));
+  std::vector<std::string> gone;
+  for (int i = 0; i < deleted.rows(); ++i) gone.push_back(deleted.Get(i, 0));
+  if (!gone.empty()) RETURN_IF_ERROR(DeleteChildren(tx, "user_id", gone));
   return tx.Commit();
 }
 
@@ -877,13 +942,16 @@ absl::StatusOr<std::optional<v1::App>> MembershipStore::GetApp(
 }
 
 absl::Status MembershipStore::DeleteApp(const std::string& id) {
-  ASSIGN_OR_RETURN(
-      pg::Result r,
-      pool_->Exec("DELETE FROM membership.apps WHERE id = $1", {id}));
+  ASSIGN_OR_RETURN(pg::PooledConnection conn, pool_->Acquire());
+  pg::Transaction tx(conn);
+  RETURN_IF_ERROR(tx.status());
+  ASSIGN_OR_RETURN(pg::Result r,
+                   tx.Exec("DELETE FROM membership.apps WHERE id = $1", {id}));
   if (r.AffectedRows() == 0) {
     return absl::NotFoundError(absl::StrCat("app ", id, " not found"));
   }
-  return absl::OkStatus();
+  RETURN_IF_ERROR(DeleteChildren(tx, "app_id", {id}));
+  return tx.Commit();
 }
 
 absl::StatusOr<v1::ListAppsResponse> MembershipStore::ListApps(
@@ -945,6 +1013,12 @@ absl::StatusOr<v1::Group> MembershipStore::CreateGroup(
   RETURN_IF_ERROR(r.status());
   const std::string id = r->Get(0, 0);
   if (!creator_id.empty()) {
+    if (absl::Status locked = LockParents(tx, "users", ws, {creator_id});
+        !locked.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the group's creator ", creator_id,
+          " is not a user of the workspace yet; retry in a moment"));
+    }
     RETURN_IF_ERROR(tx.Exec("INSERT INTO membership.group_members (group_id, "
                             "user_id, role) VALUES ($1, $2, 2)",
                             {id, creator_id})
@@ -1072,6 +1146,7 @@ absl::Status MembershipStore::DeleteGroup(const std::string& id) {
   if (r.AffectedRows() == 0) {
     return absl::NotFoundError(absl::StrCat("group ", id, " not found"));
   }
+  RETURN_IF_ERROR(DeleteChildren(tx, "group_id", {id}));
   return tx.Commit();
 }
 
@@ -1094,7 +1169,8 @@ absl::StatusOr<v1::GroupMember> MembershipStore::AddGroupMember(
                            "c WHERE c.user_id = u.id), (SELECT role FROM "
                            "membership.group_members c WHERE c.user_id = "
                            "u.id AND c.group_id = $2) FROM membership.users "
-                           "u WHERE u.id = $1 AND u.workspace_id = $3"),
+                           "u WHERE u.id = $1 AND u.workspace_id = $3 "
+                           "FOR KEY SHARE OF u"),
               {user_id, group_id, ws}));
   if (u.rows() == 0) {
     return absl::NotFoundError(
@@ -1111,6 +1187,10 @@ absl::StatusOr<v1::GroupMember> MembershipStore::AddGroupMember(
     return absl::FailedPreconditionError(
         absl::StrCat("user ", user.username(), " is ", StatusName(status),
                      "; only active or invited users join groups"));
+  }
+  if (!LockParents(tx, "groups", ws, {group_id}).ok()) {
+    return absl::NotFoundError(
+        absl::StrCat("group ", group_id, " not found in the workspace"));
   }
   const int groups = static_cast<int>(u.GetInt(0, 7));
   const bool already = !u.IsNull(0, 8);
@@ -1220,19 +1300,26 @@ absl::Status MembershipStore::RemoveGroupMember(const std::string& group_id,
 absl::StatusOr<v1::UserAppPrivilege> MembershipStore::SetAppPrivilege(
     const std::string& ws, const std::string& app_id,
     const std::string& user_id, int privilege) {
-  ASSIGN_OR_RETURN(
-      pg::Result r,
-      pool_->Exec("INSERT INTO membership.app_privileges (app_id, user_id, "
-                  "privilege) SELECT $1, u.id, $3 FROM membership.users u "
-                  "WHERE u.id = $2 AND u.workspace_id = $4 "
-                  "ON CONFLICT (app_id, user_id) DO UPDATE SET privilege = "
-                  "EXCLUDED.privilege, update_time = now() "
-                  "RETURNING update_time",
-                  {app_id, user_id, pg::Int(privilege), ws}));
-  if (r.rows() == 0) {
+  ASSIGN_OR_RETURN(pg::PooledConnection conn, pool_->Acquire());
+  pg::Transaction tx(conn);
+  RETURN_IF_ERROR(tx.status());
+  if (!LockParents(tx, "apps", ws, {app_id}).ok()) {
+    return absl::NotFoundError(
+        absl::StrCat("app ", app_id, " not found in the workspace"));
+  }
+  if (!LockParents(tx, "users", ws, {user_id}).ok()) {
     return absl::NotFoundError(
         absl::StrCat("user ", user_id, " not found in the workspace"));
   }
+  ASSIGN_OR_RETURN(
+      pg::Result r,
+      tx.Exec("INSERT INTO membership.app_privileges (app_id, user_id, "
+              "privilege) VALUES ($1, $2, $3) "
+              "ON CONFLICT (app_id, user_id) DO UPDATE SET privilege = "
+              "EXCLUDED.privilege, update_time = now() "
+              "RETURNING update_time",
+              {app_id, user_id, pg::Int(privilege)}));
+  RETURN_IF_ERROR(tx.Commit());
   v1::UserAppPrivilege out;
   out.set_app_id(app_id);
   out.set_user_id(user_id);

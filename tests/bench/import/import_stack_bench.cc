@@ -21,6 +21,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -169,6 +170,12 @@ TEST(ImportStackBench, MillionGuestsMemoryPerService) {
 
   std::printf("import_stack_bench rows=%d import=%.2fs created=%d\n", n,
               import_s, report.created());
+  // Identity logs where the time went (upload, check, apply, commit).
+  for (absl::string_view line : absl::StrSplit(stack.Logs(), '\n')) {
+    if (absl::StrContains(line, "finished: rows")) {
+      std::printf("import_stack_bench phases: %s\n", std::string(line).c_str());
+    }
+  }
   for (const char* s : kServices) {
     const long hwm = ProcStatusKb(pids[s], "VmHWM");
     std::printf(
