@@ -118,6 +118,23 @@ class LicenseCountersTest : public ::testing::Test {
     return r.ok() ? r->GetInt(0, 0) : -1;
   }
 
+  // A synced workspace with `licenses` and one group per (id, name).
+  void MakeWorkspace(
+      const std::string& ws, int licenses,
+      const std::vector<std::pair<std::string, std::string>>& groups) {
+    v1::WorkspaceRecord w;
+    w.set_workspace_id(ws);
+    w.set_license_count(licenses);
+    w.set_version(1);
+    ASSERT_TRUE(store_.SyncWorkspace(w).ok());
+    for (const auto& [id, name] : groups) {
+      Exec(
+          "INSERT INTO membership.groups (id, workspace_id, name, visibility) "
+          "VALUES ($1, $2, $3, 1)",
+          {id, ws, name});
+    }
+  }
+
   // The workspace row's version (xmin): changes iff the row was written.
   std::string RowVersion(const std::string& ws) {
     absl::StatusOr<pg::Result> r = pool_->Exec(
@@ -366,15 +383,9 @@ TEST_F(LicenseCountersTest, BulkInsertIsOneTriggerCallNotOnePerRow) {
 // groups to users it created before, must still leave exact counters.
 TEST_F(LicenseCountersTest, ConcurrentBulkCreatesOfTheSameUsersStayExact) {
   const std::string ws = Uuid(2, 5);
-  v1::WorkspaceRecord w;
-  w.set_workspace_id(ws);
-  w.set_license_count(1000);
-  w.set_version(1);
-  ASSERT_TRUE(store_.SyncWorkspace(w).ok());
-  Exec(
-      "INSERT INTO membership.groups (id, workspace_id, name, visibility) "
-      "VALUES ($1, $4, 'c1', 1), ($2, $4, 'c2', 1), ($3, $4, 'c3', 1)",
-      {GroupId(951), GroupId(952), GroupId(953), ws});
+  MakeWorkspace(
+      ws, 1000,
+      {{GroupId(951), "c1"}, {GroupId(952), "c2"}, {GroupId(953), "c3"}});
   const std::vector<std::vector<std::string>> sets = {
       {GroupId(951)},
       {GroupId(952)},
@@ -491,15 +502,7 @@ bool AwaitLockWaiter(pg::Pool& pool) {
 // membership with it (it deletes memberships after the group, not before).
 TEST_F(LicenseCountersTest, GroupDeleteWaitingForAGrantLeavesNoOrphans) {
   const std::string ws = Uuid(2, 6);
-  v1::WorkspaceRecord w;
-  w.set_workspace_id(ws);
-  w.set_license_count(100);
-  w.set_version(1);
-  ASSERT_TRUE(store_.SyncWorkspace(w).ok());
-  Exec(
-      "INSERT INTO membership.groups (id, workspace_id, name, visibility) "
-      "VALUES ($1, $2, 'doomed', 1)",
-      {GroupId(961), ws});
+  MakeWorkspace(ws, 100, {{GroupId(961), "doomed"}});
   v1::ApplyGrantsRequest req;
   req.set_workspace_id(ws);
   *req.add_users() = Grants(UserId(9601), ws, v1::DirectoryUser::GUEST, 1, {});
@@ -532,15 +535,7 @@ TEST_F(LicenseCountersTest, GroupDeleteWaitingForAGrantLeavesNoOrphans) {
 // (NOT_FOUND) instead of adding a membership to a deleted group.
 TEST_F(LicenseCountersTest, GrantWaitingForAGroupDeleteFindsTheGroupGone) {
   const std::string ws = Uuid(2, 7);
-  v1::WorkspaceRecord w;
-  w.set_workspace_id(ws);
-  w.set_license_count(100);
-  w.set_version(1);
-  ASSERT_TRUE(store_.SyncWorkspace(w).ok());
-  Exec(
-      "INSERT INTO membership.groups (id, workspace_id, name, visibility) "
-      "VALUES ($1, $2, 'going', 1)",
-      {GroupId(971), ws});
+  MakeWorkspace(ws, 100, {{GroupId(971), "going"}});
 
   pg::Connection deleter(PQconnectdb(db_->ConnInfo().c_str()));
   ASSERT_TRUE(deleter.ExecScript("BEGIN").ok());
