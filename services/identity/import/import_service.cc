@@ -24,6 +24,9 @@ using ::guestlist::identity::v1::ImportReport;
 using ::guestlist::identity::v1::ImportRow;
 
 constexpr char kCsvContentType[] = "text/csv; charset=utf-8";
+// New users' ids read back from staging at a time (intents, compensation):
+// bounds memory independently of the grants batch.
+constexpr int kIdsPerRead = 50000;
 
 enum class Action { kCreate, kUpdate, kDelete, kUnchanged, kError };
 
@@ -738,7 +741,7 @@ absl::Status ImportService::Execute(Job& job) {
               fn) {
         int last = 0;
         for (;;) {
-          ASSIGN_OR_RETURN(auto ids, staging.NewUserIds(last, 50 * batch_size));
+          ASSIGN_OR_RETURN(auto ids, staging.NewUserIds(last, kIdsPerRead));
           if (ids.empty()) return absl::OkStatus();
           last = ids.back().first;
           std::vector<std::string> only;

@@ -44,7 +44,9 @@ struct ImportConfig {
   std::string public_url = "http://127.0.0.1:8080";
   // Report rows kept beyond the rows with errors.
   int report_rows = 1000;
-  int grants_batch = 1000;  // membership's limit per ApplyGrants
+  // Rows per ApplyGrants and per identity write: membership's limit. Fewer,
+  // larger calls: each costs a fixed ~20 ms (docs/BENCHMARKS.md).
+  int grants_batch = 5000;
   int email_batch = 500;    // notification's limit per BatchSendEmail
   CsvLimits csv;
 };

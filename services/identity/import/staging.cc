@@ -1,5 +1,6 @@
 #include "services/identity/import/staging.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
@@ -227,7 +228,10 @@ absl::StatusOr<std::vector<std::pair<int, std::string>>> Staging::NewUserIds(
 absl::Status Staging::Save(const std::vector<RowOutcome>& outcomes) {
   if (outcomes.empty()) return absl::OkStatus();
   std::vector<std::string> line, action, id, errors, cell;
+  int first = outcomes.front().line, last = first;
   for (const RowOutcome& o : outcomes) {
+    first = std::min(first, o.line);
+    last = std::max(last, o.line);
     line.push_back(absl::StrCat(o.line));
     action.push_back(absl::StrCat(static_cast<int>(o.action)));
     id.push_back(o.new_user_id);
@@ -235,16 +239,19 @@ absl::Status Staging::Save(const std::vector<RowOutcome>& outcomes) {
     cell.push_back(o.errors.empty() ? "" : ErrorCell(o.errors));
   }
   // The errors written are the row's complete list (validation, duplicate
-  // and later ones), so dup_of is folded into them.
+  // and later ones), so dup_of is folded into them. The line range keeps
+  // the join to the batch's rows: with a few thousand outcomes the planner
+  // would otherwise hash-join them against a scan of every staged row.
   return conn_
       ->Exec(
           "UPDATE pg_temp.import_rows r SET action = o.action, new_user_id = "
           "o.id, errors = o.errors, error_cell = o.cell, dup_of = NULL FROM "
           "unnest($1::int[], $2::smallint[], $3::text[], $4::text[], "
           "$5::text[]) AS o(line, action, id, errors, cell) WHERE r.line = "
-          "o.line",
+          "o.line AND r.line BETWEEN $6 AND $7",
           {pg::TextArray(line), pg::TextArray(action), pg::TextArray(id),
-           pg::TextArray(errors), pg::TextArray(cell)})
+           pg::TextArray(errors), pg::TextArray(cell), pg::Int(first),
+           pg::Int(last)})
       .status();
 }
 
