@@ -332,7 +332,9 @@ TEST(ImportStackBench, MillionGuestsMemoryPerService) {
         import_s / absl::ToDoubleSeconds(copy));
     // Issue #7's targets for 100,000 rows, on an otherwise idle machine.
     EXPECT_LE(import_s, 2 * absl::ToDoubleSeconds(copy));
-    if (n <= 100000) EXPECT_LE(import_s, 10.0);
+    if (n <= 100000) {
+      EXPECT_LE(import_s, 10.0);
+    }
   }
 }
 
