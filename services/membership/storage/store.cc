@@ -264,8 +264,9 @@ struct GrantsOutcome {
 // group_count already set, with a plain INSERT (a user created meanwhile
 // is an error, never a miscount). Nobody else can create them in between:
 // every writer that can take a licence queues on the workspace lock, and
-// every other writer of memberships locks the user row first
-// (LockParents), which does not exist until this transaction commits.
+// every other writer of memberships locks the user row first (LockParents,
+// or the locking reads above), which does not exist until this transaction
+// commits.
 absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
     pg::Transaction& tx, const std::string& ws,
     const google::protobuf::RepeatedPtrField<v1::UserGrants>& users,
@@ -279,18 +280,27 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
     for (const auto& p : g.app_privileges()) app_ids.push_back(p.app_id());
     for (const auto& id : g.remove_app_ids()) app_ids.push_back(id);
   }
+  // A write locks every group, app and existing user it reads FOR KEY
+  // SHARE as it reads them (see LockParents): one statement each, and a
+  // concurrent delete is either waited for (and the row then found gone)
+  // or kept out until this transaction ends.
+  const char* const lock = dry_run ? "" : " FOR KEY SHARE";
   absl::flat_hash_set<std::string> known_groups, known_apps;
   if (!group_ids.empty()) {
     ASSIGN_OR_RETURN(pg::Result r,
-                     tx.Exec("SELECT id FROM membership.groups WHERE "
-                             "workspace_id = $1 AND id = ANY($2::uuid[])",
+                     tx.Exec(absl::StrCat("SELECT id FROM membership.groups "
+                                          "WHERE workspace_id = $1 AND id = "
+                                          "ANY($2::uuid[])",
+                                          lock),
                              {ws, pg::TextArray(group_ids)}));
     for (int i = 0; i < r.rows(); ++i) known_groups.insert(r.Get(i, 0));
   }
   if (!app_ids.empty()) {
     ASSIGN_OR_RETURN(pg::Result r,
-                     tx.Exec("SELECT id FROM membership.apps WHERE "
-                             "workspace_id = $1 AND id = ANY($2::uuid[])",
+                     tx.Exec(absl::StrCat("SELECT id FROM membership.apps "
+                                          "WHERE workspace_id = $1 AND id = "
+                                          "ANY($2::uuid[])",
+                                          lock),
                              {ws, pg::TextArray(app_ids)}));
     for (int i = 0; i < r.rows(); ++i) known_apps.insert(r.Get(i, 0));
   }
@@ -298,8 +308,10 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
   {
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx.Exec("SELECT id, workspace_id, kind, status, version, username "
-                "FROM membership.users WHERE id = ANY($1::uuid[])",
+        tx.Exec(absl::StrCat("SELECT id, workspace_id, kind, status, "
+                             "version, username FROM membership.users WHERE "
+                             "id = ANY($1::uuid[])",
+                             lock),
                 {pg::TextArray(user_ids)}));
     std::vector<std::string> found;  // memberships exist only for these
     found.reserve(r.rows());
@@ -579,12 +591,6 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
              pg::TextArray(created), IntArray(versions)})
         .status();
   };
-  // Parents of the rows written below (see LockParents). The users created
-  // here are this transaction's own rows.
-  std::vector<std::string> parent_groups = new_g;
-  parent_groups.insert(parent_groups.end(), add_g.begin(), add_g.end());
-  RETURN_IF_ERROR(LockParents(tx, "groups", ws, parent_groups));
-  RETURN_IF_ERROR(LockParents(tx, "apps", ws, setp_a));
   if (!creates.empty()) {
     // See above: memberships, then their users, counted once.
     if (!new_g.empty()) {
@@ -598,17 +604,6 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
     RETURN_IF_ERROR(write_users(creates, &create_group_counts));
   }
   RETURN_IF_ERROR(write_users(upserts, nullptr));
-  {
-    absl::flat_hash_set<std::string> created;
-    for (const v1::UserRecord* r : creates) created.insert(r->id());
-    std::vector<std::string> parent_users;
-    for (const auto* list : {&add_u, &setp_u}) {
-      for (const std::string& id : *list) {
-        if (!created.contains(id)) parent_users.push_back(id);
-      }
-    }
-    RETURN_IF_ERROR(LockParents(tx, "users", ws, parent_users));
-  }
   if (!del_g.empty()) {
     RETURN_IF_ERROR(tx.Exec("DELETE FROM membership.group_members gm USING "
                             "unnest($1::uuid[], $2::uuid[]) AS d(g, u) "
