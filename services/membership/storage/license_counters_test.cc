@@ -426,6 +426,47 @@ TEST_F(LicenseCountersTest, ConcurrentBulkCreatesOfTheSameUsersStayExact) {
   EXPECT_EQ(usage->used_by_multi_group_guests, 40);
 }
 
+// Single-user grants (the invite path) create a new user without the
+// workspace lock, memberships first, then the user with its group_count.
+// Racing creates of the same user with different groups: one wins, the
+// others fall back to the locked path; the counts stay exact.
+TEST_F(LicenseCountersTest, ConcurrentSingleUserCreatesStayExact) {
+  const std::string ws = Uuid(2, 8);
+  MakeWorkspace(
+      ws, 1000,
+      {{GroupId(981), "s1"}, {GroupId(982), "s2"}, {GroupId(983), "s3"}});
+  const std::vector<std::vector<std::string>> sets = {
+      {GroupId(981)},
+      {GroupId(982)},
+      {GroupId(981), GroupId(983)},
+      {GroupId(982), GroupId(983)}};
+  for (int round = 0; round < 10; ++round) {
+    const std::string user = UserId(9800 + round);
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < sets.size(); ++t) {
+      threads.emplace_back([&, t] {
+        v1::ApplyGrantsRequest req;
+        req.set_workspace_id(ws);
+        *req.add_users() =
+            Grants(user, ws, v1::DirectoryUser::GUEST, 1, sets[t]);
+        absl::StatusOr<v1::ApplyGrantsResponse> r = store_.ApplyGrants(req);
+        EXPECT_TRUE(r.ok()) << r.status();
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  EXPECT_EQ(Row(kCounters, ws), Row(kRecount, ws));
+  absl::StatusOr<pg::Result> drift = pool_->Exec(
+      "SELECT count(*), count(*) FILTER (WHERE u.group_count <> (SELECT "
+      "count(*) FROM membership.group_members m WHERE m.user_id = u.id)) "
+      "FROM membership.users u WHERE u.workspace_id = $1",
+      {ws});
+  ASSERT_TRUE(drift.ok()) << drift.status();
+  EXPECT_EQ(drift->GetInt(0, 0), 10) << "each user created once";
+  EXPECT_EQ(drift->GetInt(0, 1), 0) << "users with a wrong group_count";
+  EXPECT_EQ(Orphans(), 0);
+}
+
 // Counter updates write the workspace row, but they are not authorization
 // changes: they must not make every replica's Check cache drop the
 // workspace's groups (V002 notified on every workspaces UPDATE).

@@ -254,23 +254,23 @@ struct GrantsOutcome {
 };
 
 // Plans and (unless `dry_run`) writes ApplyGrants for one workspace inside
-// `tx`. With the workspace row locked first (`locked`) the plan is exact;
-// without, the caller must check the counters before commit. When
+// `tx`. With the workspace row locked first the plan is exact; without,
+// the caller must check the counters before commit. When
 // !best_effort and a user fails, nothing is written.
 //
-// With the lock, the users the plan found absent are created with their
-// memberships counted once (V005): memberships first (V003's counter
-// trigger finds no such user and writes nothing), then the users with
-// group_count already set, with a plain INSERT (a user created meanwhile
-// is an error, never a miscount). Nobody else can create them in between:
-// every writer that can take a licence queues on the workspace lock, and
-// every other writer of memberships locks the user row first (LockParents,
-// or the locking reads above), which does not exist until this transaction
-// commits.
+// The users the plan found absent are created with their memberships
+// counted once (V005): memberships first (V003's counter trigger finds no
+// such user and writes nothing), then the users with group_count already
+// set, with a plain INSERT. A user created meanwhile by another
+// transaction is a unique-key error that rolls all of this back (the
+// optimistic caller then retries under the lock), never a miscount; and no
+// other writer adds memberships to a user before its row is committed:
+// every one locks the user row first (LockParents, or the locking reads
+// above).
 absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
     pg::Transaction& tx, const std::string& ws,
     const google::protobuf::RepeatedPtrField<v1::UserGrants>& users,
-    bool dry_run, bool best_effort, bool touch_grants, bool locked) {
+    bool dry_run, bool best_effort, bool touch_grants) {
   GrantsOutcome out;
   std::vector<std::string> user_ids, group_ids, app_ids;
   for (const v1::UserGrants& g : users) {
@@ -349,8 +349,8 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
   ASSIGN_OR_RETURN(out.before, TxUsage(tx, ws));
   LicenseUsage usage = out.before;
 
-  // Planned writes, for the users that pass. `creates` (with their group
-  // counts and memberships new_g / new_u) only when `locked`.
+  // Planned writes, for the users that pass; `creates` with their group
+  // counts and memberships new_g / new_u.
   std::vector<const v1::UserRecord*> upserts, creates;
   std::vector<int64_t> create_group_counts;
   std::vector<std::string> add_g, add_u, new_g, new_u, del_g, del_u, setp_a,
@@ -460,7 +460,7 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
     usage = next;
 
     bool changed = newer && exists ? true : !exists;
-    const bool create = locked && !exists;
+    const bool create = !exists;
     if (create) {
       creates.push_back(&rec);
       create_group_counts.push_back(static_cast<int64_t>(groups.size()));
@@ -752,7 +752,7 @@ absl::Status MembershipStore::SyncUsers(
     ASSIGN_OR_RETURN(GrantsOutcome out,
                      ApplyGrantsTx(tx, ws, grants, /*dry_run=*/false,
                                    /*best_effort=*/false,
-                                   /*touch_grants=*/false, /*locked=*/true));
+                                   /*touch_grants=*/false));
     if (out.any_failed) {
       return absl::Status(static_cast<absl::StatusCode>(out.first_error_code),
                           out.first_error_message);
@@ -1585,8 +1585,7 @@ MembershipStore::TryApplyGrantsOptimistically(
   // Planned against counters read without the lock; they may be stale.
   absl::StatusOr<GrantsOutcome> out =
       ApplyGrantsTx(tx, req.workspace_id(), req.users(), /*dry_run=*/false,
-                    req.best_effort(), /*touch_grants=*/true,
-                    /*locked=*/false);
+                    req.best_effort(), /*touch_grants=*/true);
   if (!out.ok() || out->any_failed) return std::nullopt;
   // The writes moved the counters through V003's triggers, which locked
   // the workspace row until commit: this read is exact, and no other
@@ -1635,7 +1634,7 @@ absl::StatusOr<v1::ApplyGrantsResponse> MembershipStore::ApplyGrants(
   ASSIGN_OR_RETURN(GrantsOutcome out,
                    ApplyGrantsTx(tx, req.workspace_id(), req.users(),
                                  req.dry_run(), req.best_effort(),
-                                 /*touch_grants=*/true, /*locked=*/true));
+                                 /*touch_grants=*/true));
   v1::ApplyGrantsResponse resp;
   for (auto& r : out.results) *resp.add_results() = std::move(r);
   const bool apply = !req.dry_run() && (req.best_effort() || !out.any_failed);
