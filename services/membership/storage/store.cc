@@ -592,7 +592,7 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
         .status();
   };
   if (!creates.empty()) {
-    // See above: memberships, then their users, counted once.
+    // See above: memberships, then their users, counted once (last).
     if (!new_g.empty()) {
       RETURN_IF_ERROR(
           tx.Exec("INSERT INTO membership.group_members (group_id, user_id, "
@@ -601,7 +601,6 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
                   {pg::TextArray(new_g), pg::TextArray(new_u)})
               .status());
     }
-    RETURN_IF_ERROR(write_users(creates, &create_group_counts));
   }
   RETURN_IF_ERROR(write_users(upserts, nullptr));
   if (!del_g.empty()) {
@@ -643,6 +642,11 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
               {pg::TextArray(setp_a), pg::TextArray(setp_u), IntArray(setp_p)})
             .status());
   }
+  // The new users last: their INSERT moves the licence counters, which
+  // locks the workspace row until commit (V003). Every other write of the
+  // request is done by then, so concurrent invites of the workspace queue
+  // on that row for the counters and the commit only.
+  RETURN_IF_ERROR(write_users(creates, &create_group_counts));
   return out;
 }
 
@@ -1625,6 +1629,20 @@ absl::StatusOr<v1::ApplyGrantsResponse> MembershipStore::ApplyGrants(
       return *std::move(fast);
     }
   }
+  // The careful path can still lose a deadlock to an optimistic request
+  // creating the same user (a retried invite): each holds what the other
+  // waits for (the new user's keys, the workspace row). PostgreSQL aborts
+  // one; try again, the other has finished by then.
+  absl::StatusOr<v1::ApplyGrantsResponse> resp;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    resp = ApplyGrantsLocked(req);
+    if (resp.status().code() != absl::StatusCode::kAborted) break;
+  }
+  return resp;
+}
+
+absl::StatusOr<v1::ApplyGrantsResponse> MembershipStore::ApplyGrantsLocked(
+    const v1::ApplyGrantsRequest& req) {
   ASSIGN_OR_RETURN(pg::PooledConnection conn, pool_->Acquire());
   pg::Transaction tx(conn);
   RETURN_IF_ERROR(tx.status());

@@ -130,6 +130,9 @@ class MembershipStore final : public MembershipRepository {
   // just before commit. Nullopt when the careful path must decide.
   std::optional<v1::ApplyGrantsResponse> TryApplyGrantsOptimistically(
       const v1::ApplyGrantsRequest& request);
+  // The careful path: locks the workspace, then decides user by user.
+  absl::StatusOr<v1::ApplyGrantsResponse> ApplyGrantsLocked(
+      const v1::ApplyGrantsRequest& request);
 
  private:
   pg::Pool* pool_;
