@@ -210,7 +210,8 @@ absl::StatusOr<LicenseUsage> QueryUsage(Exec&& exec, const std::string& ws) {
 absl::StatusOr<LicenseUsage> TxUsage(pg::Transaction& tx,
                                      const std::string& ws) {
   return QueryUsage(
-      [&](const char* sql, const Params& p) { return tx.Exec(sql, p); }, ws);
+      [&](const char* sql, const Params& p) { return tx.ExecPrepared(sql, p); },
+      ws);
 }
 
 absl::Status NeverSynced(const std::string& ws) {
@@ -287,32 +288,35 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
   const char* const lock = dry_run ? "" : " FOR KEY SHARE";
   absl::flat_hash_set<std::string> known_groups, known_apps;
   if (!group_ids.empty()) {
-    ASSIGN_OR_RETURN(pg::Result r,
-                     tx.Exec(absl::StrCat("SELECT id FROM membership.groups "
-                                          "WHERE workspace_id = $1 AND id = "
-                                          "ANY($2::uuid[])",
-                                          lock),
-                             {ws, pg::TextArray(group_ids)}));
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx.ExecPrepared(absl::StrCat("SELECT id FROM membership.groups "
+                                     "WHERE workspace_id = $1 AND id = "
+                                     "ANY($2::uuid[])",
+                                     lock),
+                        {ws, pg::TextArray(group_ids)}));
     for (int i = 0; i < r.rows(); ++i) known_groups.insert(r.Get(i, 0));
   }
   if (!app_ids.empty()) {
-    ASSIGN_OR_RETURN(pg::Result r,
-                     tx.Exec(absl::StrCat("SELECT id FROM membership.apps "
-                                          "WHERE workspace_id = $1 AND id = "
-                                          "ANY($2::uuid[])",
-                                          lock),
-                             {ws, pg::TextArray(app_ids)}));
+    ASSIGN_OR_RETURN(
+        pg::Result r,
+        tx.ExecPrepared(absl::StrCat("SELECT id FROM membership.apps "
+                                     "WHERE workspace_id = $1 AND id = "
+                                     "ANY($2::uuid[])",
+                                     lock),
+                        {ws, pg::TextArray(app_ids)}));
     for (int i = 0; i < r.rows(); ++i) known_apps.insert(r.Get(i, 0));
   }
   absl::flat_hash_map<std::string, Existing> existing;
   {
     ASSIGN_OR_RETURN(
         pg::Result r,
-        tx.Exec(absl::StrCat("SELECT id, workspace_id, kind, status, "
-                             "version, username FROM membership.users WHERE "
-                             "id = ANY($1::uuid[])",
-                             lock),
-                {pg::TextArray(user_ids)}));
+        tx.ExecPrepared(
+            absl::StrCat("SELECT id, workspace_id, kind, status, "
+                         "version, username FROM membership.users WHERE "
+                         "id = ANY($1::uuid[])",
+                         lock),
+            {pg::TextArray(user_ids)}));
     std::vector<std::string> found;  // memberships exist only for these
     found.reserve(r.rows());
     for (int i = 0; i < r.rows(); ++i) {
@@ -328,18 +332,20 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
     if (!found.empty()) {
       ASSIGN_OR_RETURN(
           pg::Result m,
-          tx.Exec("SELECT user_id, group_id, role FROM "
-                  "membership.group_members WHERE user_id = ANY($1::uuid[])",
-                  {pg::TextArray(found)}));
+          tx.ExecPrepared(
+              "SELECT user_id, group_id, role FROM "
+              "membership.group_members WHERE user_id = ANY($1::uuid[])",
+              {pg::TextArray(found)}));
       for (int i = 0; i < m.rows(); ++i) {
         existing[m.Get(i, 0)].groups[m.Get(i, 1)] =
             static_cast<int>(m.GetInt(i, 2));
       }
       ASSIGN_OR_RETURN(
           pg::Result p,
-          tx.Exec("SELECT user_id, app_id, privilege FROM "
-                  "membership.app_privileges WHERE user_id = ANY($1::uuid[])",
-                  {pg::TextArray(found)}));
+          tx.ExecPrepared(
+              "SELECT user_id, app_id, privilege FROM "
+              "membership.app_privileges WHERE user_id = ANY($1::uuid[])",
+              {pg::TextArray(found)}));
       for (int i = 0; i < p.rows(); ++i) {
         existing[p.Get(i, 0)].privileges[p.Get(i, 1)] =
             static_cast<int>(p.GetInt(i, 2));
@@ -546,7 +552,7 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
     }
     if (counts != nullptr) {
       return tx
-          .Exec(
+          .ExecPrepared(
               "INSERT INTO membership.users (id, workspace_id, username, "
               "email, first_name, last_name, kind, status, "
               "access_expire_time, create_time, version, group_count) "
@@ -567,7 +573,7 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
           .status();
     }
     return tx
-        .Exec(
+        .ExecPrepared(
             "INSERT INTO membership.users (id, workspace_id, username, "
             "email, first_name, last_name, kind, status, "
             "access_expire_time, create_time, version) "
@@ -595,45 +601,50 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
     // See above: memberships, then their users, counted once (last).
     if (!new_g.empty()) {
       RETURN_IF_ERROR(
-          tx.Exec("INSERT INTO membership.group_members (group_id, user_id, "
-                  "role) SELECT d.g, d.u, 1 FROM unnest($1::uuid[], "
-                  "$2::uuid[]) AS d(g, u)",
-                  {pg::TextArray(new_g), pg::TextArray(new_u)})
+          tx.ExecPrepared(
+                "INSERT INTO membership.group_members (group_id, user_id, "
+                "role) SELECT d.g, d.u, 1 FROM unnest($1::uuid[], "
+                "$2::uuid[]) AS d(g, u)",
+                {pg::TextArray(new_g), pg::TextArray(new_u)})
               .status());
     }
   }
   RETURN_IF_ERROR(write_users(upserts, nullptr));
   if (!del_g.empty()) {
-    RETURN_IF_ERROR(tx.Exec("DELETE FROM membership.group_members gm USING "
-                            "unnest($1::uuid[], $2::uuid[]) AS d(g, u) "
-                            "WHERE gm.group_id = d.g AND gm.user_id = d.u",
-                            {pg::TextArray(del_g), pg::TextArray(del_u)})
-                        .status());
+    RETURN_IF_ERROR(
+        tx.ExecPrepared("DELETE FROM membership.group_members gm USING "
+                        "unnest($1::uuid[], $2::uuid[]) AS d(g, u) "
+                        "WHERE gm.group_id = d.g AND gm.user_id = d.u",
+                        {pg::TextArray(del_g), pg::TextArray(del_u)})
+            .status());
   }
   if (!add_g.empty()) {
     RETURN_IF_ERROR(
-        tx.Exec("INSERT INTO membership.group_members (group_id, user_id, "
-                "role) SELECT d.g, d.u, 1 FROM unnest($1::uuid[], "
-                "$2::uuid[]) AS d(g, u) ON CONFLICT DO NOTHING",
-                {pg::TextArray(add_g), pg::TextArray(add_u)})
+        tx.ExecPrepared(
+              "INSERT INTO membership.group_members (group_id, user_id, "
+              "role) SELECT d.g, d.u, 1 FROM unnest($1::uuid[], "
+              "$2::uuid[]) AS d(g, u) ON CONFLICT DO NOTHING",
+              {pg::TextArray(add_g), pg::TextArray(add_u)})
             .status());
   }
   if (!demote.empty()) {
-    RETURN_IF_ERROR(tx.Exec("UPDATE membership.group_members SET role = 1 "
-                            "WHERE user_id = ANY($1::uuid[]) AND role = 2",
-                            {pg::TextArray(demote)})
-                        .status());
+    RETURN_IF_ERROR(
+        tx.ExecPrepared("UPDATE membership.group_members SET role = 1 "
+                        "WHERE user_id = ANY($1::uuid[]) AND role = 2",
+                        {pg::TextArray(demote)})
+            .status());
   }
   if (!delp_a.empty()) {
-    RETURN_IF_ERROR(tx.Exec("DELETE FROM membership.app_privileges p USING "
-                            "unnest($1::uuid[], $2::uuid[]) AS d(a, u) "
-                            "WHERE p.app_id = d.a AND p.user_id = d.u",
-                            {pg::TextArray(delp_a), pg::TextArray(delp_u)})
-                        .status());
+    RETURN_IF_ERROR(
+        tx.ExecPrepared("DELETE FROM membership.app_privileges p USING "
+                        "unnest($1::uuid[], $2::uuid[]) AS d(a, u) "
+                        "WHERE p.app_id = d.a AND p.user_id = d.u",
+                        {pg::TextArray(delp_a), pg::TextArray(delp_u)})
+            .status());
   }
   if (!setp_a.empty()) {
     RETURN_IF_ERROR(
-        tx.Exec(
+        tx.ExecPrepared(
               "INSERT INTO membership.app_privileges (app_id, user_id, "
               "privilege) SELECT d.a, d.u, d.p FROM unnest($1::uuid[], "
               "$2::uuid[], $3::smallint[]) AS d(a, u, p) "
@@ -1647,7 +1658,7 @@ absl::StatusOr<v1::ApplyGrantsResponse> MembershipStore::ApplyGrantsLocked(
   pg::Transaction tx(conn);
   RETURN_IF_ERROR(tx.status());
   ASSIGN_OR_RETURN(pg::Result lock,
-                   tx.Exec(kLockWorkspace, {req.workspace_id()}));
+                   tx.ExecPrepared(kLockWorkspace, {req.workspace_id()}));
   if (lock.rows() == 0) return NeverSynced(req.workspace_id());
   ASSIGN_OR_RETURN(GrantsOutcome out,
                    ApplyGrantsTx(tx, req.workspace_id(), req.users(),
