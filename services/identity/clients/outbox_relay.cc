@@ -90,7 +90,7 @@ void RegisterOutboxHandlers(OutboxRelay* relay, MembershipClient* membership,
                             NotificationClient* notification,
                             Repository* repository) {
   // An interrupted invite or import: remove from membership exactly the
-  // users identity does not have (an import's row names up to 1000, some
+  // users identity does not have (an import's row names up to 5000, some
   // of which may have been committed by an earlier attempt).
   relay->Register(kTopicReconcileInvite,
                   Handler<mv1::DeleteUsersRequest>(

@@ -27,6 +27,8 @@ constexpr char kCsvContentType[] = "text/csv; charset=utf-8";
 // New users' ids read back from staging at a time (intents, compensation):
 // bounds memory independently of the grants batch.
 constexpr int kIdsPerRead = 50000;
+// Users per membership.GetUserAccess call (see PlanBatch).
+constexpr int kAccessPerCall = 1000;
 
 enum class Action { kCreate, kUpdate, kDelete, kUnchanged, kError };
 
@@ -429,16 +431,25 @@ absl::Status ImportService::PlanBatch(Job& job, absl::Time now,
   absl::flat_hash_map<std::string, Access> access;
   if (!existing.empty() &&
       (job.header.has_groups || !job.header.app_slugs.empty())) {
-    mv1::GetUserAccessRequest req;
-    req.set_workspace_id(ws);
-    for (const auto& [key, user] : existing) req.add_user_ids(user.id);
-    ASSIGN_OR_RETURN(mv1::GetUserAccessResponse resp,
-                     deps_.membership->GetUserAccess(req));
-    for (const mv1::UserAccess& ua : resp.users()) {
-      Access& a = access[ua.user_id()];
-      for (const auto& g : ua.groups()) a.groups.insert(g.group_id());
-      for (const auto& p : ua.app_privileges()) {
-        a.apps[p.app_id()] = p.privilege();
+    // At most kAccessPerCall users per call: a member can be in hundreds of
+    // groups, and the answer must stay well under gRPC's 16 MiB limit.
+    std::vector<mv1::GetUserAccessRequest> requests;
+    for (const auto& [key, user] : existing) {
+      if (requests.empty() ||
+          requests.back().user_ids_size() == kAccessPerCall) {
+        requests.emplace_back().set_workspace_id(ws);
+      }
+      requests.back().add_user_ids(user.id);
+    }
+    for (const mv1::GetUserAccessRequest& req : requests) {
+      ASSIGN_OR_RETURN(mv1::GetUserAccessResponse resp,
+                       deps_.membership->GetUserAccess(req));
+      for (const mv1::UserAccess& ua : resp.users()) {
+        Access& a = access[ua.user_id()];
+        for (const auto& g : ua.groups()) a.groups.insert(g.group_id());
+        for (const auto& p : ua.app_privileges()) {
+          a.apps[p.app_id()] = p.privilege();
+        }
       }
     }
   }
@@ -1115,11 +1126,11 @@ absl::StatusOr<google::api::HttpBody> ImportService::ExportUsers(
   absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, Privilege>>
       privileges;
   size_t max_groups = 3;
-  for (size_t start = 0; start < users.size(); start += config_.grants_batch) {
+  for (size_t start = 0; start < users.size(); start += kAccessPerCall) {
     mv1::GetUserAccessRequest access_req;
     access_req.set_workspace_id(ws.id);
     for (size_t i = start;
-         i < std::min(users.size(), start + config_.grants_batch); ++i) {
+         i < std::min(users.size(), start + size_t{kAccessPerCall}); ++i) {
       access_req.add_user_ids(users[i].id);
     }
     ASSIGN_OR_RETURN(mv1::GetUserAccessResponse resp,
