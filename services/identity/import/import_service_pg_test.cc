@@ -79,7 +79,7 @@ class FakeMembership final : public MembershipPeer {
   absl::StatusOr<mv1::GetUserAccessResponse> GetUserAccess(
       const mv1::GetUserAccessRequest& req) override {
     absl::MutexLock lock(&mu_);
-    EXPECT_LE(req.user_ids_size(), 1000);
+    EXPECT_LE(req.user_ids_size(), 1000);  // the import's kAccessPerCall
     mv1::GetUserAccessResponse resp;
     for (const std::string& id : req.user_ids()) {
       mv1::UserAccess* ua = resp.add_users();
@@ -107,7 +107,7 @@ class FakeMembership final : public MembershipPeer {
       real_gate_->WaitForNotification();
     }
     absl::MutexLock lock(&mu_);
-    EXPECT_LE(req.users_size(), 1000);
+    EXPECT_LE(req.users_size(), 5000);  // membership's limit per call
     if (!req.dry_run()) ++real_calls_;
     if (unavailable_) return absl::UnavailableError("membership is down");
     mv1::ApplyGrantsResponse resp;
