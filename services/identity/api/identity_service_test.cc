@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -950,6 +951,63 @@ TEST_F(IdentityTest, ConcurrentCallsWithOneKeyMakeOneGuest) {
   ASSERT_TRUE(rows.ok()) << rows.status();
   EXPECT_EQ(rows->GetInt(0, 0), 1);
   EXPECT_EQ(rows->GetInt(0, 1), 1);
+}
+
+// V007 spreads the per-workspace user counts over shards chosen by the
+// writing backend, so concurrent invites do not queue on one counter row.
+// Writers on different backends land in different shards, and totalSize
+// (the sum) stays exact through concurrent invites.
+TEST_F(IdentityTest, UserCountsSpreadOverShardsStayExact) {
+  Ws ws = NewWorkspace("ws-shards");
+  std::vector<std::thread> inviters;
+  for (int t = 0; t < 4; ++t) {
+    inviters.emplace_back([&, t] {
+      for (int i = 0; i < 2; ++i) {
+        v1::Invitation inv;
+        grpc::Status s =
+            Invite(ws.admin_token, ws.workspace.id(),
+                   absl::StrCat("shard", t, "-", i, "@x.example.com"), &inv);
+        EXPECT_TRUE(s.ok()) << s.error_message();
+      }
+    });
+  }
+  for (std::thread& t : inviters) t.join();
+  // Two backends whose pids fall in different shards each add a user.
+  std::vector<std::unique_ptr<pg::Connection>> writers;
+  absl::flat_hash_set<int64_t> shards;
+  const std::string conninfo = env->postgres.ConnInfo("identity");
+  while (writers.size() < 2) {
+    auto conn = std::make_unique<pg::Connection>(PQconnectdb(conninfo.c_str()));
+    absl::StatusOr<pg::Result> pid = conn->Exec("SELECT pg_backend_pid() % 16");
+    ASSERT_TRUE(pid.ok()) << pid.status();
+    if (shards.insert(pid->GetInt(0, 0)).second) {
+      writers.push_back(std::move(conn));
+    }
+  }
+  for (size_t i = 0; i < writers.size(); ++i) {
+    ASSERT_TRUE(writers[i]
+                    ->Exec("INSERT INTO identity.users (id, workspace_id, "
+                           "username, first_name, kind, status, create_time, "
+                           "update_time) VALUES (gen_random_uuid(), $1, $2, "
+                           "'Sam', 'GUEST', 'INVITED', now(), now())",
+                           {ws.workspace.id(), absl::StrCat("raw", i)})
+                    .ok());
+  }
+  absl::StatusOr<pg::Result> rows = env->pool->Exec(
+      "SELECT (SELECT count(*) FROM identity.users WHERE workspace_id = $1), "
+      "(SELECT sum(n) FROM identity.user_counts WHERE workspace_id = $1), "
+      "(SELECT count(DISTINCT shard) FROM identity.user_counts WHERE "
+      "workspace_id = $1)",
+      {ws.workspace.id()});
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ(rows->GetInt(0, 0), 11);  // the admin, 8 invited, 2 raw
+  EXPECT_EQ(rows->GetInt(0, 1), 11);
+  EXPECT_GE(rows->GetInt(0, 2), 2);
+  v1::ListUsersRequest lu;
+  lu.set_workspace_id(ws.workspace.id());
+  v1::ListUsersResponse users;
+  ASSERT_TRUE(env->stub->ListUsers(Ctx(ws.admin_token).get(), lu, &users).ok());
+  EXPECT_EQ(users.total_size(), 11);
 }
 
 TEST_F(IdentityTest, ApiKeysAreLimitedByScopeAndDieWhenDeleted) {
