@@ -47,7 +47,7 @@ struct ImportConfig {
   // Rows per ApplyGrants and per identity write: membership's limit. Fewer,
   // larger calls: each costs a fixed ~20 ms (docs/BENCHMARKS.md).
   int grants_batch = 5000;
-  int email_batch = 500;    // notification's limit per BatchSendEmail
+  int email_batch = 500;  // notification's limit per BatchSendEmail
   CsvLimits csv;
 };
 
