@@ -256,8 +256,8 @@ struct GrantsOutcome {
 
 // Plans and (unless `dry_run`) writes ApplyGrants for one workspace inside
 // `tx`. With the workspace row locked first the plan is exact; without,
-// the caller must check the counters before commit. When
-// !best_effort and a user fails, nothing is written.
+// the caller must check the counters before commit. When !best_effort and
+// a user fails, nothing is written.
 //
 // The users the plan found absent are created with their memberships
 // counted once (V005): memberships first (V003's counter trigger finds no
@@ -597,17 +597,14 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
              pg::TextArray(created), IntArray(versions)})
         .status();
   };
-  if (!creates.empty()) {
-    // See above: memberships, then their users, counted once (last).
-    if (!new_g.empty()) {
-      RETURN_IF_ERROR(
-          tx.ExecPrepared(
-                "INSERT INTO membership.group_members (group_id, user_id, "
-                "role) SELECT d.g, d.u, 1 FROM unnest($1::uuid[], "
-                "$2::uuid[]) AS d(g, u)",
-                {pg::TextArray(new_g), pg::TextArray(new_u)})
-              .status());
-    }
+  if (!new_g.empty()) {
+    // See above: the new users' memberships first, the users last.
+    RETURN_IF_ERROR(
+        tx.ExecPrepared("INSERT INTO membership.group_members (group_id, "
+                        "user_id, role) SELECT d.g, d.u, 1 FROM "
+                        "unnest($1::uuid[], $2::uuid[]) AS d(g, u)",
+                        {pg::TextArray(new_g), pg::TextArray(new_u)})
+            .status());
   }
   RETURN_IF_ERROR(write_users(upserts, nullptr));
   if (!del_g.empty()) {
@@ -1630,9 +1627,9 @@ absl::StatusOr<v1::ApplyGrantsResponse> MembershipStore::ApplyGrants(
   // workspace only for the last statements (a short queue per workspace).
   // Any doubt (stale counters, a refusal, a deadlock) takes the careful
   // path below, which locks first and decides user by user. Bulk requests
-  // (an import's batches) lock first: their writes take the lock at the
-  // first users INSERT anyway (V003's trigger), and under it new users are
-  // written once instead of twice (ApplyGrantsTx).
+  // (an import's batches) lock first: their writes take the lock at their
+  // users INSERT anyway (V003's trigger), and planning them under it is
+  // exact.
   if (!req.dry_run() && req.users_size() < kLockFirstUsers) {
     if (std::optional<v1::ApplyGrantsResponse> fast =
             TryApplyGrantsOptimistically(req);
