@@ -44,6 +44,14 @@ constexpr int kBranchCap = 5000;
 // counting (see ListUsers).
 constexpr int64_t kSureDenseEstimate = 4 * kBranchCap;
 
+// A users INSERT refused by the unique username index.
+absl::Status UsernameTaken(const std::string& username) {
+  return absl::AlreadyExistsError(absl::StrCat(
+      "username: \"", username,
+      "\" is already taken in this workspace (case-insensitive); choose "
+      "another username"));
+}
+
 constexpr char kWorkspaceColumns[] =
     "id, name, display_name, license_count, members_can_invite_guests, "
     "invitation_ttl_seconds, allowed_email_domains, blocked_email_domains, "
@@ -336,10 +344,7 @@ class PgTx final : public IdentityTx {
          pg::NullIfEmpty(u.metadata_json), OptTimeParam(u.access_expire_time),
          pg::NullIfEmpty(u.password_hash), pg::Time(u.create_time)});
     if (r.status().code() == absl::StatusCode::kAlreadyExists) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "username: \"", u.username,
-          "\" is already taken in this workspace (case-insensitive); choose "
-          "another username"));
+      return UsernameTaken(u.username);
     }
     return r.status();
   }
@@ -388,10 +393,7 @@ class PgTx final : public IdentityTx {
          pg::NullIfEmpty(u.metadata_json), OptTimeParam(u.access_expire_time),
          pg::NullIfEmpty(u.password_hash), pg::Time(now)});
     if (r.status().code() == absl::StatusCode::kAlreadyExists) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "username: \"", u.username,
-          "\" is already taken in this workspace (case-insensitive); choose "
-          "another username"));
+      return UsernameTaken(u.username);
     }
     if (!r.ok()) return r.status();
     if (r->rows() == 0) {
@@ -1096,10 +1098,7 @@ class PgTx final : public IdentityTx {
                   m != nullptr ? pg::Param(absl::BytesToHexString(m->payload))
                                : std::nullopt});
     if (r.status().code() == absl::StatusCode::kAlreadyExists) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "username: \"", u.username,
-          "\" is already taken in this workspace (case-insensitive); choose "
-          "another username"));
+      return UsernameTaken(u.username);
     }
     if (!r.ok()) return r.status();
     if (r->GetInt(0, 0) != 1 || r->GetInt(0, 1) != (m != nullptr ? 1 : 0)) {
