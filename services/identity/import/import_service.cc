@@ -30,6 +30,20 @@ constexpr int kIdsPerRead = 50000;
 // Users per membership.GetUserAccess call (see PlanBatch).
 constexpr int kAccessPerCall = 1000;
 
+// Splits the time since the last lap among named totals (the phase line
+// of the log): lap(read) adds the time since the previous lap to `read`.
+class Laps {
+ public:
+  void operator()(absl::Duration& total) {
+    const absl::Time now = absl::Now();
+    total += now - last_;
+    last_ = now;
+  }
+
+ private:
+  absl::Time last_ = absl::Now();
+};
+
 enum class Action { kCreate, kUpdate, kDelete, kUnchanged, kError };
 
 struct Access {
@@ -689,12 +703,7 @@ absl::Status ImportService::Execute(Job& job) {
   // Where the check's time goes, for the log: `dry` is the time spent
   // waiting for membership, not hidden behind reading and planning.
   absl::Duration read, plan, dry, save;
-  absl::Time t = absl::Now();
-  auto lap = [&t](absl::Duration& total) {
-    const absl::Time now = absl::Now();
-    total += now - t;
-    t = now;
-  };
+  Laps lap;
   for (;;) {
     ASSIGN_OR_RETURN(std::vector<StagedRow> batch,
                      staging.Read(after, batch_size, false));
@@ -807,12 +816,7 @@ absl::Status ImportService::Execute(Job& job) {
         // is the time spent waiting for membership, not hidden behind the
         // writes.
         absl::Duration read, plan, grants, write;
-        absl::Time t = absl::Now();
-        auto lap = [&t](absl::Duration& total) {
-          const absl::Time now = absl::Now();
-          total += now - t;
-          t = now;
-        };
+        Laps lap;
         // Reads and plans the next batch (empty at the end).
         auto next = [&](std::vector<StagedRow>& batch,
                         std::vector<Plan>& plans) -> absl::Status {
