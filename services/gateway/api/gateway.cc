@@ -250,6 +250,10 @@ class StreamingHandler final
       writing_ = true;
       write_buffer_ = ToByteBuffer(first);
     }
+    // The HTTP thread starts writes from outside the reactions; without a
+    // hold the call could finish (the service answering early, e.g.
+    // UNAUTHENTICATED) and be freed under such a write.
+    AddHold();
     StartWrite(&write_buffer_);
     StartRead(&response_);
     StartCall();
@@ -263,18 +267,26 @@ class StreamingHandler final
     message->GetReflection()->SetString(
         message.get(), message->GetDescriptor()->FindFieldByName(route_->body),
         std::move(chunk));
-    absl::MutexLock lock(&mu_);
-    if (failed_) return;  // OnDone replies; stop reading
-    pending_ = ToByteBuffer(message->SerializeAsString());
-    has_pending_ = true;
-    resume_ = std::move(resume);
-    MaybeWriteLocked();
+    bool release;
+    {
+      absl::MutexLock lock(&mu_);
+      if (failed_) return;  // OnDone replies; stop reading
+      pending_ = ToByteBuffer(message->SerializeAsString());
+      has_pending_ = true;
+      resume_ = std::move(resume);
+      release = MaybeWriteLocked();
+    }
+    if (release) RemoveHold();
   }
 
   void OnEnd(std::string) override {
-    absl::MutexLock lock(&mu_);
-    ended_ = true;
-    MaybeWriteLocked();
+    bool release;
+    {
+      absl::MutexLock lock(&mu_);
+      ended_ = true;
+      release = MaybeWriteLocked();
+    }
+    if (release) RemoveHold();
   }
 
   void OnBodyError(BodyError error) override {
@@ -286,27 +298,37 @@ class StreamingHandler final
     }
     // After OnDone the call is freed: cancelling it then would touch
     // freed memory (seen as "pure virtual method called" under load).
-    absl::MutexLock lock(&cancel_mu_);
-    if (!done_) context_.TryCancel();
+    {
+      absl::MutexLock lock(&cancel_mu_);
+      if (!done_) context_.TryCancel();
+    }
+    bool release;
+    {
+      absl::MutexLock lock(&mu_);
+      failed_ = true;  // no more writes
+      release = TakeHoldLocked();
+    }
+    if (release) RemoveHold();
   }
 
   void OnWriteDone(bool ok) override {
     std::function<void()> resume;
+    bool release;
     {
       absl::MutexLock lock(&mu_);
       writing_ = false;
       if (!ok) {
         failed_ = true;  // the stream broke; OnDone has the status
-        return;
+        release = TakeHoldLocked();
+      } else if (has_pending_) {
+        release = MaybeWriteLocked();
+      } else {
+        resume = std::move(resume_);
+        resume_ = nullptr;
+        release = MaybeWriteLocked();
       }
-      if (has_pending_) {
-        MaybeWriteLocked();
-        return;
-      }
-      resume = std::move(resume_);
-      resume_ = nullptr;
-      MaybeWriteLocked();
     }
+    if (release) RemoveHold();  // outside mu_: it may run OnDone
     if (resume) resume();
   }
 
@@ -342,19 +364,30 @@ class StreamingHandler final
   }
 
  private:
-  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || failed_) return;
+  // Starts the next write or the writes-done; true when that was the last
+  // operation this handler starts, so the caller must drop the hold.
+  bool MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || failed_) return false;
     if (has_pending_) {
       write_buffer_ = std::move(pending_);
       has_pending_ = false;
       writing_ = true;
       StartWrite(&write_buffer_);
-      return;
+      return false;
     }
     if (ended_ && !writes_done_) {
       writes_done_ = true;
       StartWritesDone();
+      return TakeHoldLocked();
     }
+    return false;
+  }
+
+  // True exactly once: the caller drops the hold taken in Begin.
+  bool TakeHoldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (hold_dropped_) return false;
+    hold_dropped_ = true;
+    return true;
   }
 
   const Route* route_;
@@ -373,6 +406,7 @@ class StreamingHandler final
   bool writes_done_ ABSL_GUARDED_BY(mu_) = false;
   bool failed_ ABSL_GUARDED_BY(mu_) = false;
   bool got_response_ ABSL_GUARDED_BY(mu_) = false;
+  bool hold_dropped_ ABSL_GUARDED_BY(mu_) = false;
   absl::Mutex cancel_mu_;  // orders TryCancel against the end of the call
   bool done_ ABSL_GUARDED_BY(cancel_mu_) = false;
 };

@@ -9,6 +9,9 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cstring>
 #include <map>
 #include <thread>
 
@@ -113,6 +116,10 @@ class FakeIdentity final : public id::IdentityService::Service {
     if (!reader->Read(&msg) || !msg.has_options()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "first message must be options");
+    }
+    if (msg.options().workspace_id() == "refuse") {
+      // As identity answers a bad token: before reading the body.
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "who are you");
     }
     out->set_workspace_id(msg.options().workspace_id());
     out->set_dry_run(msg.options().dry_run());
@@ -456,6 +463,73 @@ TEST_F(GatewayTest, CsvUploadIsStreamedInChunks) {
   // rowsProcessed carries the largest chunk the service saw.
   EXPECT_THAT(r.body,
               HasSubstr(absl::StrCat("\"rowsProcessed\":", kChunkBytes)));
+}
+
+// A body handed over in small pieces with pauses, so the gateway reads it in
+// several chunks spread over time.
+struct SlowBody {
+  std::string data;
+  size_t sent = 0;
+  absl::Duration pause;
+};
+
+size_t ReadSlowBody(char* out, size_t size, size_t n, void* in) {
+  auto* body = static_cast<SlowBody*>(in);
+  absl::SleepFor(body->pause);
+  const size_t len =
+      std::min({size * n, body->data.size() - body->sent, size_t{40}});
+  memcpy(out, body->data.data() + body->sent, len);
+  body->sent += len;
+  return len;
+}
+
+long UploadSlowly(const std::string& url, SlowBody* body) {
+  CURL* curl = curl_easy_init();
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_POST, 1L);
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
+                   static_cast<curl_off_t>(body->data.size()));
+  curl_easy_setopt(curl, CURLOPT_READFUNCTION, ReadSlowBody);
+  curl_easy_setopt(curl, CURLOPT_READDATA, body);
+  curl_slist* list = curl_slist_append(nullptr, "Content-Type: text/csv");
+  list = curl_slist_append(list, "Expect:");  // no 100-continue round trip
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+  std::string response;
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, WriteBody);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 20L);
+  long status = 0;
+  if (curl_easy_perform(curl) == CURLE_OK) {
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  }
+  curl_slist_free_all(list);
+  curl_easy_cleanup(curl);
+  return status;
+}
+
+// The service refusing an upload before reading it (identity does so for a
+// bad token) while the gateway still hands it chunks from the HTTP thread:
+// the call must outlive those writes. Without the reactor's hold this
+// crashed the gateway now and then (a CI run lost every later request).
+TEST_F(GatewayTest, UploadRefusedWhileItsBodyArrivesIsAnswered) {
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 150;
+  std::atomic<int> unauthorized{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        SlowBody body{std::string(200, 'x'), 0,
+                      absl::Microseconds(((t + i) % 4) * 250)};
+        const long status = UploadSlowly(
+            main_->base + "/v1/workspaces/refuse/users:import", &body);
+        if (status == 401) ++unauthorized;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(unauthorized.load(), kThreads * kPerThread);
+  EXPECT_EQ(Get("/healthz").status, 200);
 }
 
 TEST_F(GatewayTest, CsvUploadChunkedTransferEncoding) {
