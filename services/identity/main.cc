@@ -103,6 +103,9 @@ int main(int argc, char** argv) {
   guestlist::OutboxRelay relay(pool.get(), "identity",
                                {.wake_gather = absl::Milliseconds(10)});
   gi::RegisterOutboxHandlers(&relay, &membership, &notification, &repository);
+  relay.Register(
+      gi::import::kTopicRestoreUsers,
+      gi::import::RestoreUsersHandler(&import_store, &import_membership));
   gi::ExpirySweeper sweeper(
       &repository, &clock, [&relay] { relay.Wake(); },
       [&idempotency, &pool] { (void)idempotency.Purge(*pool); });

@@ -369,6 +369,78 @@ class FaultsTest : public ::testing::Test {
     return r;
   }
 
+  // An import straight at identity over gRPC (client streaming), so the
+  // gateway's own upload bug (1c) does not hide what identity does.
+  static identity::v1::ImportReport ImportOverGrpc(const Workspace& w,
+                                                   const std::string& csv,
+                                                   const std::string& key,
+                                                   grpc::Status* status) {
+    auto stub = identity::v1::IdentityService::NewStub(
+        stack_->Channel(stack_->identity_addr()));
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + w.admin);
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(30));
+    identity::v1::ImportReport report;
+    auto writer = stub->ImportUsers(&ctx, &report);
+    identity::v1::ImportUsersRequest req;
+    auto* options = req.mutable_options();
+    options->set_workspace_id(w.id);
+    options->set_mode(identity::v1::ALL_OR_NOTHING);
+    options->set_send_emails(true);
+    options->set_idempotency_key(key);
+    bool open = writer->Write(req);
+    for (size_t off = 0; open && off < csv.size(); off += 16 << 10) {
+      req.set_chunk(csv.substr(off, 16 << 10));
+      open = writer->Write(req);
+    }
+    writer->WritesDone();
+    *status = writer->Finish();
+    return report;
+  }
+
+  // Starts an import, SIGKILLs identity `seconds` later and restarts it.
+  // Returns the import's answer.
+  static grpc::Status ImportKilledAfter(const Workspace& w,
+                                        const std::string& csv,
+                                        const std::string& key,
+                                        double seconds) {
+    grpc::Status first;
+    std::thread client([&] { ImportOverGrpc(w, csv, key, &first); });
+    absl::SleepFor(absl::Seconds(seconds));
+    stack_->process("identity").Signal(SIGKILL);
+    stack_->process("identity").Wait(5000);
+    stack_->process("identity").Restart();
+    EXPECT_TRUE(stack_->WaitReady("identity"));
+    client.join();
+    return first;
+  }
+
+  // After a kill: the client re-sends the same file with the same key
+  // until it gets a finished report (for up to 4 s: the job died with
+  // identity, and a report still RUNNING seconds later will not finish).
+  static identity::v1::ImportReport FinishedReport(const Workspace& w,
+                                                   const std::string& csv,
+                                                   const std::string& key,
+                                                   grpc::Status* status) {
+    using Report = identity::v1::ImportReport;
+    Report report;
+    WaitUntil(
+        [&] {
+          report = ImportOverGrpc(w, csv, key, status);
+          return status->error_code() != grpc::StatusCode::UNAVAILABLE &&
+                 !(status->ok() && report.state() == Report::RUNNING);
+        },
+        absl::Seconds(4), absl::Milliseconds(200));
+    return report;
+  }
+
+  static std::string StateOf(const identity::v1::ImportReport& report,
+                             const grpc::Status& status) {
+    return status.ok() ? identity::v1::ImportReport::State_Name(report.state())
+                       : absl::StrCat("error ", status.error_code());
+  }
+
   static Stack* stack_;
   static SmtpSink* sink_;
   static int workspace_not_yet_known_;
@@ -506,38 +578,12 @@ TEST_F(FaultsTest, IdentityKilledDuringImportCompletesOrFailsCleanly) {
     }
     return csv;
   };
-  // Straight at identity over gRPC (client streaming), so the gateway's
-  // own upload bug (1c) does not hide what identity does.
-  auto import = [&](const std::string& csv, const std::string& key,
-                    grpc::Status* status) {
-    auto stub = identity::v1::IdentityService::NewStub(
-        stack_->Channel(stack_->identity_addr()));
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", "Bearer " + w.admin);
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(30));
-    identity::v1::ImportReport report;
-    auto writer = stub->ImportUsers(&ctx, &report);
-    identity::v1::ImportUsersRequest req;
-    auto* options = req.mutable_options();
-    options->set_workspace_id(w.id);
-    options->set_mode(identity::v1::ALL_OR_NOTHING);
-    options->set_send_emails(true);
-    options->set_idempotency_key(key);
-    bool open = writer->Write(req);
-    for (size_t off = 0; open && off < csv.size(); off += 16 << 10) {
-      req.set_chunk(csv.substr(off, 16 << 10));
-      open = writer->Write(req);
-    }
-    writer->WritesDone();
-    *status = writer->Finish();
-    return report;
-  };
   using Report = identity::v1::ImportReport;
   // Undisturbed, to learn how long an import takes here.
   grpc::Status st;
   const absl::Time t0 = absl::Now();
-  Report warm = import(csv_for("s1b-warm.example", kRows), "s1b-warm", &st);
+  Report warm =
+      ImportOverGrpc(w, csv_for("s1b-warm.example", kRows), "s1b-warm", &st);
   const double import_seconds = SecondsSince(t0);
   ASSERT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
   ASSERT_EQ(warm.state(), Report::SUCCEEDED);
@@ -562,32 +608,13 @@ TEST_F(FaultsTest, IdentityKilledDuringImportCompletesOrFailsCleanly) {
     const std::string domain = absl::StrCat("s1b-", k, ".example");
     const std::string key = absl::StrCat("s1b-import-", k);
     const std::string csv = csv_for(domain, kRows);
-    grpc::Status first;
-    std::thread client([&] { import(csv, key, &first); });
-    absl::SleepFor(absl::Seconds(import_seconds * fractions[k]));
-    stack_->process("identity").Signal(SIGKILL);
-    stack_->process("identity").Wait(5000);
-    stack_->process("identity").Restart();
-    ASSERT_TRUE(stack_->WaitReady("identity"));
-    client.join();
-    // The client re-sends the same file with the same key until it gets a
-    // finished report.
-    Report report;
+    const grpc::Status first =
+        ImportKilledAfter(w, csv, key, import_seconds * fractions[k]);
     grpc::Status again;
     const absl::Time retry_start = absl::Now();
-    WaitUntil(
-        [&] {
-          report = import(csv, key, &again);
-          return again.error_code() != grpc::StatusCode::UNAVAILABLE &&
-                 !(again.ok() && report.state() == Report::RUNNING);
-        },
-        // The job died with identity; a report still RUNNING seconds later
-        // will not finish (and keeps the file from being re-sent).
-        absl::Seconds(4), absl::Milliseconds(200));
+    const Report report = FinishedReport(w, csv, key, &again);
     const double retry_seconds = SecondsSince(retry_start);
-    const std::string state = again.ok()
-                                  ? Report::State_Name(report.state())
-                                  : absl::StrCat("error ", again.error_code());
+    const std::string state = StateOf(report, again);
     Census c = TakeCensus(w);
     int present = 0;
     for (const json& u :
@@ -632,6 +659,125 @@ TEST_F(FaultsTest, IdentityKilledDuringImportCompletesOrFailsCleanly) {
                       absl::StrJoin(outcomes, "; "), "] unclean=", unclean,
                       " inconsistencies=", total_problems,
                       " lost_emails=", lost_mail));
+}
+
+// ---------------------------------------------------------------------------
+// 1d. kill -9 of identity during an import that CHANGES existing users.
+// ---------------------------------------------------------------------------
+TEST_F(FaultsTest, IdentityKilledDuringAnImportOfChangesAppliesAllOrRestores) {
+  // What makes it hold (services/identity/import): before membership
+  // applies a batch of changes to existing users, identity commits a
+  // restore row (their groups and privileges before), locked by the
+  // import's transaction. When that transaction dies, the next reader of
+  // the job (here: the re-sent file) restores them in membership and moves
+  // their version past what the import sent, so identity's later changes
+  // still reach membership.
+  const Workspace w = NewWorkspace("s1d", 100000);
+  auto agencies =
+      stack_->Http("POST", "/v1/workspaces/" + w.id + "/groups",
+                   R"({"name": "Agencies", "visibility": "OPEN"})", w.admin);
+  ASSERT_EQ(agencies.status, 200) << agencies.body;
+  const std::map<std::string, std::string> group_ids = {
+      {"Partners", w.group}, {"Agencies", Body(agencies).value("id", "")}};
+  constexpr int kRows = 500;
+  auto csv_for = [&](const std::string& first_name, const std::string& group) {
+    std::string csv = "username,first_name,last_name,role,user-group-1\n";
+    for (int i = 0; i < kRows; ++i) {
+      absl::StrAppend(&csv, "guest", i, "@s1d.example,", first_name, ",Number",
+                      i, ",guest,", group, "\n");
+    }
+    return csv;
+  };
+  // Membership's view: first name of each member of `group`.
+  auto members = [&](const std::string& group) {
+    std::map<std::string, std::string> names;
+    for (const json& m :
+         ListAll("/v1/groups/" + group_ids.at(group) + "/members", "members",
+                 w.admin)) {
+      if (m["user"].value("kind", "") == "ADMIN") continue;  // the creator
+      names[m.value("userId", "")] = m["user"].value("firstName", "");
+    }
+    return names;
+  };
+  using Report = identity::v1::ImportReport;
+  grpc::Status st;
+  Report created =
+      ImportOverGrpc(w, csv_for("Start", "Partners"), "s1d-create", &st);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(created.created(), kRows);
+  // Undisturbed, to learn how long a change of every user takes here.
+  const absl::Time t0 = absl::Now();
+  Report warm = ImportOverGrpc(w, csv_for("Warm", "Agencies"), "s1d-warm", &st);
+  const double import_seconds = SecondsSince(t0);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(warm.updated(), kRows);
+  std::string name = "Warm", group = "Agencies";
+
+  std::vector<std::string> outcomes;
+  int failed_rounds = 0;
+  // The last kill comes after the commit: the changes must all stay.
+  const double fractions[] = {0.3, 0.5, 0.7, 0.9, 1.5};
+  for (int k = 0; k < 5; ++k) {
+    const std::string next_name = absl::StrCat("Round", k);
+    const std::string next_group =
+        group == "Agencies" ? "Partners" : "Agencies";
+    const std::string csv = csv_for(next_name, next_group);
+    const std::string key = absl::StrCat("s1d-", k);
+    const grpc::Status first =
+        ImportKilledAfter(w, csv, key, import_seconds * fractions[k]);
+    grpc::Status again;
+    const Report report = FinishedReport(w, csv, key, &again);
+    const std::string state = StateOf(report, again);
+    ASSERT_TRUE(state == "SUCCEEDED" || state == "FAILED") << state;
+    if (state == "SUCCEEDED") {
+      name = next_name;
+      group = next_group;
+    } else {
+      ++failed_rounds;
+    }
+    // All of the file or none of it, in identity and in membership.
+    int identity_named = 0;
+    for (const json& u : ListAll("/v1/workspaces/" + w.id + "/users?kind=GUEST",
+                                 "users", w.admin)) {
+      identity_named += u.value("firstName", "") == name;
+    }
+    const auto in_group = members(group);
+    const auto in_other =
+        members(group == "Agencies" ? "Partners" : "Agencies");
+    int membership_named = 0;
+    for (const auto& [id, first_name] : in_group) {
+      membership_named += first_name == name;
+    }
+    EXPECT_EQ(identity_named, kRows) << "kill " << k << ": " << state;
+    EXPECT_EQ(in_group.size(), static_cast<size_t>(kRows))
+        << "kill " << k << ": " << state;
+    EXPECT_EQ(in_other.size(), 0u) << "kill " << k << ": " << state;
+    EXPECT_EQ(membership_named, kRows) << "kill " << k << ": " << state;
+    outcomes.push_back(absl::StrCat(
+        "kill@", static_cast<int>(fractions[k] * 100),
+        "%: first_call=", first.error_code(), " retry=", state,
+        " identity_as_expected=", identity_named, " membership_in_group=",
+        in_group.size(), " membership_named=", membership_named,
+        " in_other_group=", in_other.size()));
+  }
+  // Identity's next change of a user reaches membership (after a restore,
+  // membership must not hold a version identity has not passed).
+  const auto before = members(group);
+  ASSERT_FALSE(before.empty());
+  const std::string user_id = before.begin()->first;
+  auto update =
+      stack_->Http("PATCH", "/v1/users/" + user_id + "?updateMask=firstName",
+                   R"({"firstName": "Later"})", w.admin);
+  ASSERT_EQ(update.status, 200) << update.body;
+  const bool synced = WaitUntil(
+      [&] { return members(group)[user_id] == "Later"; }, absl::Seconds(10));
+  EXPECT_TRUE(synced) << "membership never saw identity's change of "
+                      << user_id;
+  Record("1d identity kill -9 during an import of changes",
+         absl::StrCat("rows_per_import=", kRows, " undisturbed_import_s=",
+                      import_seconds, " [", absl::StrJoin(outcomes, "; "),
+                      "] failed_rounds=", failed_rounds,
+                      " later_change_synced=", synced));
 }
 
 // ---------------------------------------------------------------------------

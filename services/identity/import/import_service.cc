@@ -79,34 +79,6 @@ ImportRow::Action ToRowAction(Action a) {
   return ImportRow::ACTION_UNSPECIFIED;
 }
 
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  ts.set_seconds(absl::ToUnixSeconds(t));
-  ts.set_nanos(static_cast<int32_t>((t - absl::FromUnixSeconds(ts.seconds())) /
-                                    absl::Nanoseconds(1)));
-  return ts;
-}
-
-mv1::UserRecord ToMembership(const ExistingUser& u,
-                             const std::string& workspace_id) {
-  mv1::UserRecord r;
-  r.set_id(u.id);
-  r.set_workspace_id(workspace_id);
-  r.set_username(u.username);
-  r.set_email(u.email);
-  r.set_first_name(u.first_name);
-  r.set_last_name(u.last_name);
-  // Same numbers in both enums (see membership.proto DirectoryUser).
-  r.set_kind(static_cast<mv1::DirectoryUser::Kind>(u.kind));
-  r.set_status(static_cast<mv1::DirectoryUser::Status>(u.status));
-  if (u.access_expire_time.has_value()) {
-    *r.mutable_access_expire_time() = ToProto(*u.access_expire_time);
-  }
-  *r.mutable_create_time() = ToProto(u.create_time);
-  r.set_version(u.version);
-  return r;
-}
-
 std::string DomainOf(const std::string& email) {
   const size_t at = email.rfind('@');
   return absl::AsciiStrToLower(at == std::string::npos ? ""
@@ -184,6 +156,8 @@ struct ImportService::Plan {
   std::vector<std::string> remove_groups;
   std::vector<Grant> set_apps;
   std::vector<std::string> remove_apps;
+  // The privileges before, of the apps set or removed (UNSPECIFIED: none).
+  std::vector<Grant> prev_apps;
 };
 
 // Everything one import needs, shared by the uploading call and the job's
@@ -223,7 +197,8 @@ ImportService::ImportService(ImportConfig config, ImportDeps deps)
       ++running_;
     }
     std::thread([this] {
-      absl::Status s = deps_.store->ReapOrphanedJobs(RemoveFromMembership());
+      absl::Status s =
+          deps_.store->ReapOrphanedJobs(UndoThrough(deps_.membership));
       if (!s.ok()) LogWarning(absl::StrCat("imports: ", s.ToString()));
       absl::MutexLock lock(&mu_);
       --running_;
@@ -581,6 +556,9 @@ absl::Status ImportService::PlanBatch(Job& job, absl::Time now,
       const Privilege current =
           it == have.apps.end() ? Grant::PRIVILEGE_UNSPECIFIED : it->second;
       if (current == privilege) continue;
+      Grant& prev = plan.prev_apps.emplace_back();
+      prev.set_app_id(app_id);
+      prev.set_privilege(current);
       if (privilege == Grant::PRIVILEGE_UNSPECIFIED) {
         plan.remove_apps.push_back(app_id);
       } else {
@@ -627,7 +605,7 @@ std::unique_ptr<ImportService::GrantsCall> ImportService::StartGrants(
     call->changing.push_back(i);
     const Plan& plan = call->plans[i];
     mv1::UserGrants* g = req.add_users();
-    *g->mutable_user() = ToMembership(plan.next, job.workspace.id);
+    *g->mutable_user() = ToMembershipRecord(plan.next, job.workspace.id);
     for (const auto& id : plan.add_groups) g->add_group_ids(id);
     for (const auto& id : plan.remove_groups) g->add_remove_group_ids(id);
     for (const auto& p : plan.set_apps) *g->add_app_privileges() = p;
@@ -641,6 +619,32 @@ std::unique_ptr<ImportService::GrantsCall> ImportService::StartGrants(
                    });
   }
   return call;
+}
+
+mv1::ApplyGrantsRequest ImportService::Inverse(
+    const std::string& workspace_id, const std::vector<StagedRow>& batch,
+    const std::vector<Plan>& plans) {
+  mv1::ApplyGrantsRequest inverse;
+  inverse.set_workspace_id(workspace_id);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Plan& plan = plans[i];
+    if (!batch[i].intent.errors.empty() ||
+        (plan.action != Action::kUpdate && plan.action != Action::kDelete)) {
+      continue;
+    }
+    mv1::UserGrants* g = inverse.add_users();
+    g->mutable_user()->set_id(plan.next.id);
+    for (const auto& id : plan.remove_groups) g->add_group_ids(id);
+    for (const auto& id : plan.add_groups) g->add_remove_group_ids(id);
+    for (const Grant& prev : plan.prev_apps) {
+      if (prev.privilege() == Grant::PRIVILEGE_UNSPECIFIED) {
+        g->add_remove_app_ids(prev.app_id());
+      } else {
+        *g->add_app_privileges() = prev;
+      }
+    }
+  }
+  return inverse;
 }
 
 absl::StatusOr<int> ImportService::FinishGrants(GrantsCall& call,
@@ -756,40 +760,28 @@ absl::Status ImportService::Execute(Job& job) {
   // the next reader of the job) removes from membership the users identity
   // does not have: no half-made guest.
   std::vector<int64_t> intents;
-  auto for_each_new_id =
-      [&](const std::function<absl::Status(const std::vector<std::string>&)>&
-              fn) {
-        int last = 0;
-        for (;;) {
-          ASSIGN_OR_RETURN(auto ids, staging.NewUserIds(last, kIdsPerRead));
-          if (ids.empty()) return absl::OkStatus();
-          last = ids.back().first;
-          std::vector<std::string> only;
-          only.reserve(ids.size());
-          for (auto& [line, id] : ids) only.push_back(std::move(id));
-          RETURN_IF_ERROR(fn(only));
-        }
-      };
-  RETURN_IF_ERROR(for_each_new_id([&](const std::vector<std::string>& ids) {
+  for (int last = 0;;) {
+    ASSIGN_OR_RETURN(auto ids, staging.NewUserIds(last, kIdsPerRead));
+    if (ids.empty()) break;
+    last = ids.back().first;
+    std::vector<std::string> only;
+    only.reserve(ids.size());
+    for (auto& [line, id] : ids) only.push_back(std::move(id));
     ASSIGN_OR_RETURN(std::vector<int64_t> more,
-                     deps_.store->AddIntents(*job.lease, ws, ids, batch_size));
+                     deps_.store->AddIntents(*job.lease, ws, only, batch_size));
     intents.insert(intents.end(), more.begin(), more.end());
-    return absl::OkStatus();
-  }));
+  }
   std::string inviter =
       deps_.store->UserDisplayName(job.caller.user_id()).value_or("");
   if (inviter.empty()) inviter = job.workspace.display_name;
 
   // Undoes membership's part of a rolled-back import at once (the relay
-  // would too, from the intents): removes only the users identity does not
-  // have, in case the outcome of the commit was lost with the connection.
+  // would too, from the same rows): removes the created users identity
+  // does not have and restores the changed ones. Rows the commit deleted
+  // (its outcome lost with the connection) are not undone.
   auto compensate = [&]() {
     absl::Status undone =
-        for_each_new_id([&](const std::vector<std::string>& ids) {
-          return deps_.store->DropMissingFromMembership(ws, ids, batch_size,
-                                                        RemoveFromMembership());
-        });
-    if (undone.ok()) undone = deps_.store->DropIntents(intents);
+        deps_.store->UndoJob(job.id, ws, UndoThrough(deps_.membership));
     if (!undone.ok()) {
       LogWarning(absl::StrCat("import ", job.id,
                               ": membership not cleaned up yet (identity's "
@@ -868,6 +860,14 @@ absl::Status ImportService::Execute(Job& job) {
             lap(write);
           }
           if (batch.empty()) break;
+          // Before membership changes existing users: how to put them back
+          // if this transaction does not commit.
+          if (mv1::ApplyGrantsRequest inverse = Inverse(ws, batch, plans);
+              inverse.users_size() > 0) {
+            ASSIGN_OR_RETURN(int64_t restore,
+                             deps_.store->AddRestoreIntent(job.id, inverse));
+            RETURN_IF_ERROR(tx.LockIntent(restore));
+          }
           applying =
               StartGrants(job, std::move(batch), std::move(plans), false);
           if (pending.size() >= write_rows) {
@@ -1036,9 +1036,26 @@ void ImportService::Finish(Job& job) {
   }
 }
 
-ImportStore::RemoveUsers ImportService::RemoveFromMembership() {
-  return [this](const mv1::DeleteUsersRequest& req) {
-    return deps_.membership->DeleteUsers(req);
+ImportStore::Undo UndoThrough(MembershipPeer* membership) {
+  return {[membership](const mv1::DeleteUsersRequest& req) {
+            return membership->DeleteUsers(req);
+          },
+          [membership](const mv1::ApplyGrantsRequest& req) {
+            return membership->ApplyGrants(req);
+          }};
+}
+
+std::function<absl::Status(const std::string&)> RestoreUsersHandler(
+    ImportStore* store, MembershipPeer* membership) {
+  return [store, membership](const std::string& payload) {
+    mv1::ApplyGrantsRequest inverse;
+    if (!inverse.ParseFromString(payload)) {
+      LogError("dropping a restore row that does not parse",
+               {{"topic", kTopicRestoreUsers}});
+      return absl::OkStatus();
+    }
+    return store->RestoreUsers(std::move(inverse),
+                               UndoThrough(membership).apply);
   };
 }
 
@@ -1046,8 +1063,8 @@ absl::StatusOr<ImportJob> ImportService::LoadJob(const std::string& id) {
   ASSIGN_OR_RETURN(ImportJob job, deps_.store->GetJob(id));
   if (job.report.state() != ImportReport::RUNNING) return job;
   // RUNNING with its lock free: the process running it died.
-  ASSIGN_OR_RETURN(bool reaped,
-                   deps_.store->ReapIfOrphaned(id, RemoveFromMembership()));
+  ASSIGN_OR_RETURN(bool reaped, deps_.store->ReapIfOrphaned(
+                                    id, UndoThrough(deps_.membership)));
   if (!reaped) return job;
   LogWarning(absl::StrCat("import ", id,
                           " was RUNNING in a process that died; marked "

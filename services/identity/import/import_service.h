@@ -9,12 +9,15 @@
 // checked by membership.ApplyGrants(dry_run) (licences, groups). Then
 // intent rows for the users to create are committed to identity's outbox,
 // and one identity transaction locks them, applies the grants with
-// ApplyGrants in batches of 1000, writes users, invitations, the invitation
-// emails (outbox rows of BatchSendEmail batches of 500, sent by the relay
-// after commit) and the job's report, and deletes the intents. A crash
-// rolls it back; the relay then removes from membership the users identity
-// does not have. A job holds an advisory lock while it runs, so a RUNNING
-// job whose lock is free is failed when it is next read (or at start-up).
+// ApplyGrants in batches of 5000 (each batch that changes existing users
+// first commits and locks a restore intent: how to put them back), writes
+// users, invitations, the invitation emails (outbox rows of BatchSendEmail
+// batches of 500, sent by the relay after commit) and the job's report, and
+// deletes the intents. A failure or crash rolls it back; the compensation,
+// the next reader of the job or the relay then removes from membership the
+// users identity does not have and restores the ones it changed. A job
+// holds an advisory lock while it runs, so a RUNNING job whose lock is free
+// is failed when it is next read (or at start-up).
 #pragma once
 
 #include <functional>
@@ -125,6 +128,11 @@ class ImportService final {
   // Waits for the call; refusals become row errors of call.batch. Returns
   // how many rows membership refused; `applied` whether it committed.
   absl::StatusOr<int> FinishGrants(GrantsCall& call, bool* applied);
+  // What puts back in membership the existing users `batch` changes: their
+  // groups and privileges before it (RestoreUsers adds their records).
+  static mv1::ApplyGrantsRequest Inverse(const std::string& workspace_id,
+                                         const std::vector<StagedRow>& batch,
+                                         const std::vector<Plan>& plans);
   static std::vector<RowOutcome> Outcomes(const std::vector<StagedRow>& batch,
                                           const std::vector<Plan>& plans);
   // Identity writes of planned batches, gathered across batches and
@@ -148,7 +156,6 @@ class ImportService final {
   static ImportJob StoredJob(const Job& job);
   // BuildReport + the job row (for jobs that did not commit).
   void Finish(Job& job);
-  ImportStore::RemoveUsers RemoveFromMembership();
   // The job, failed first if it is RUNNING in a process that died.
   absl::StatusOr<ImportJob> LoadJob(const std::string& id);
   // The report of the job that holds (workspace, key).
@@ -160,6 +167,14 @@ class ImportService final {
   absl::Mutex mu_;
   int running_ ABSL_GUARDED_BY(mu_) = 0;
 };
+
+// Undoing an import in membership through `membership`.
+ImportStore::Undo UndoThrough(MembershipPeer* membership);
+
+// identity's relay handler of kTopicRestoreUsers rows: those of an import
+// whose process died, when nobody read the job within the rows' minute.
+std::function<absl::Status(const std::string&)> RestoreUsersHandler(
+    ImportStore* store, MembershipPeer* membership);
 
 // Whether `caller` may act as an admin of `workspace_id` (API keys need
 // `scope`, when one is given).

@@ -109,7 +109,9 @@ class FakeMembership final : public MembershipPeer {
     absl::MutexLock lock(&mu_);
     EXPECT_LE(req.users_size(), 5000);  // membership's limit per call
     if (!req.dry_run()) ++real_calls_;
-    if (unavailable_) return absl::UnavailableError("membership is down");
+    if (unavailable_ || (!req.dry_run() && real_calls_ == fail_real_call_)) {
+      return absl::UnavailableError("membership is down");
+    }
     mv1::ApplyGrantsResponse resp;
     bool any_failed = false;
     for (const mv1::UserGrants& g : req.users()) {
@@ -129,7 +131,11 @@ class FakeMembership final : public MembershipPeer {
       if (!resp.results(i).ok()) continue;
       const mv1::UserGrants& g = req.users(i);
       const std::string& id = g.user().id();
-      records_[id] = g.user();
+      // As membership: a record not newer than the one held is ignored.
+      if (!records_.contains(id) ||
+          g.user().version() > records_[id].version()) {
+        records_[id] = g.user();
+      }
       for (const auto& gid : g.group_ids()) groups_of_[id].insert(gid);
       for (const auto& gid : g.remove_group_ids()) groups_of_[id].erase(gid);
       for (const auto& p : g.app_privileges()) {
@@ -158,6 +164,7 @@ class FakeMembership final : public MembershipPeer {
   absl::flat_hash_map<std::string, std::map<std::string, Privilege>> apps_of_;
   absl::flat_hash_set<std::string> refuse_;  // usernames without licence
   bool unavailable_ = false;
+  int fail_real_call_ = -1;  // the applying call (1, 2, ...) that fails
   absl::Notification* gate_ = nullptr;  // holds ApplyGrants until notified
   // Holds the applying (not dry-run) calls; real_entered_ says one came.
   absl::Notification* real_gate_ = nullptr;
@@ -412,6 +419,143 @@ TEST_F(ImportPgTest, UpdatesDiffProfileGroupsAndApps) {
   EXPECT_EQ(membership_.apps_of_[bob].count("a-sales"), 0u);
   // churn-report was not a column: left alone.
   EXPECT_EQ(membership_.apps_of_[bob].at("a-churn"), Grant::VIEWER);
+  EXPECT_EQ(membership_.records_[bob].first_name(), "Robert");
+  EXPECT_EQ(membership_.records_[bob].version(), 2);
+  // Committed: its restore row went with the commit.
+  EXPECT_EQ(Query("SELECT count(*) FROM identity.outbox WHERE topic = "
+                  "'identity.RestoreImportedUsers'"),
+            "0\n");
+}
+
+// An import changing existing users fails after membership applied its
+// first batch: membership gets every changed user back as it was (groups,
+// app privileges, profile record), at a version above the one the import
+// sent, and identity's version moves past it too.
+TEST_F(ImportPgTest, FailedImportRestoresTheUsersItChanged) {
+  ASSERT_TRUE(Import(ReadFile("template-basic.csv")).ok());
+  const auto before_groups = membership_.groups_of_;
+  const auto before_apps = membership_.apps_of_;
+  const auto before_records = membership_.records_;
+  ImportConfig config;
+  config.grants_batch = 2;
+  MakeService(config);
+  // The second batch's call fails (and only it: the restore calls work).
+  membership_.fail_real_call_ = membership_.real_calls_ + 2;
+  auto report = Import(
+      "username,first_name,last_name,role,user-group-1,sales-dashboard,"
+      "churn-report,delete\n"
+      "alice@partner.example,Alicia,Martin,member,Agencies,editor,viewer,\n"
+      "bob@agency.example,Bob,,guest,Freelancers,,,\n"
+      "carol@freelance.example,,Durand,guest,Freelancers,,,true\n");
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kUnavailable)
+      << report.status();
+  EXPECT_EQ(Query("SELECT state FROM identity.imports ORDER BY state"),
+            "FAILED\nSUCCEEDED\n");
+  // Identity wrote nothing but the versions.
+  EXPECT_EQ(Query("SELECT username, first_name, kind, status, version FROM "
+                  "identity.users WHERE kind <> 'ADMIN' ORDER BY username"),
+            "alice@partner.example|Alice|GUEST|INVITED|3\n"
+            "bob@agency.example|Bob|GUEST|INVITED|3\n"
+            "carol@freelance.example||GUEST|INVITED|3\n");
+  EXPECT_EQ(Query("SELECT topic, count(*) FROM identity.outbox GROUP BY 1"),
+            "notification.BatchSendEmail|1\n");
+  ASSERT_EQ(before_records.size(), 3u);
+  for (const auto& [id, record] : before_records) {
+    SCOPED_TRACE(record.username());
+    EXPECT_EQ(membership_.groups_of_[id], before_groups.at(id));
+    using Apps = std::map<std::string, Privilege>;
+    const Apps want_apps =
+        before_apps.contains(id) ? before_apps.at(id) : Apps();
+    EXPECT_EQ(membership_.apps_of_[id], want_apps);
+    mv1::UserRecord want = record;
+    want.set_version(3);
+    EXPECT_EQ(membership_.records_[id].DebugString(), want.DebugString());
+  }
+}
+
+// The restore rows of an import whose process died: undone by the next
+// reader of the job, or else by identity's relay.
+TEST_F(ImportPgTest, RestoreRowsOfADeadImportPutChangedUsersBack) {
+  ASSERT_TRUE(Import(ReadFile("template-basic.csv")).ok());
+  const std::string bob = Query(
+                              "SELECT id FROM identity.users WHERE username = "
+                              "'bob@agency.example'")
+                              .substr(0, 36);
+  const std::set<std::string> groups = membership_.groups_of_[bob];
+  const auto apps = membership_.apps_of_[bob];
+  ASSERT_EQ(groups, (std::set<std::string>{"g-agencies", "g-partners"}));
+  // What the dead import had applied to bob, and its restore row.
+  auto apply_import = [&] {
+    membership_.groups_of_[bob] = {"g-freelancers"};
+    membership_.apps_of_[bob].clear();
+    membership_.records_[bob].set_first_name("Robert");
+    membership_.records_[bob].set_version(membership_.records_[bob].version() +
+                                          1);
+  };
+  mv1::ApplyGrantsRequest inverse;
+  inverse.set_workspace_id(kWs);
+  mv1::UserGrants* g = inverse.add_users();
+  g->mutable_user()->set_id(bob);
+  g->add_group_ids("g-partners");
+  g->add_group_ids("g-agencies");
+  g->add_remove_group_ids("g-freelancers");
+  for (const auto& [app, privilege] : apps) {
+    Grant* p = g->add_app_privileges();
+    p->set_app_id(app);
+    p->set_privilege(privilege);
+  }
+  const std::string payload =
+      absl::BytesToHexString(inverse.SerializeAsString());
+  constexpr char kJob[] = "66666666-6666-4666-8666-666666666666";
+  apply_import();
+  ASSERT_TRUE(pool_
+                  ->Exec("WITH i AS (INSERT INTO identity.outbox (topic, "
+                         "payload, next_attempt_at) VALUES "
+                         "('identity.RestoreImportedUsers', decode($3, 'hex'), "
+                         "now() + interval '1 hour') RETURNING id) "
+                         "INSERT INTO identity.imports (id, workspace_id, "
+                         "idempotency_key, dry_run, mode, state, rows_total, "
+                         "create_time, intent_ids) SELECT $1, $2, 'k-dead', "
+                         "false, 'ALL_OR_NOTHING', 'RUNNING', 1, now(), "
+                         "ARRAY[i.id] FROM i",
+                         {kJob, kWs, payload})
+                  .ok());
+  v1::GetImportRequest get;
+  get.set_import_id(kJob);
+  auto read = service_->GetImport(admin_, get);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->state(), ImportReport::FAILED);
+  EXPECT_EQ(membership_.groups_of_[bob], groups);
+  EXPECT_EQ(membership_.apps_of_[bob], apps);
+  EXPECT_EQ(membership_.records_[bob].first_name(), "Bob");
+  EXPECT_EQ(membership_.records_[bob].version(), 3);
+  EXPECT_EQ(Query("SELECT count(*) FROM identity.outbox WHERE topic = "
+                  "'identity.RestoreImportedUsers'"),
+            "0\n");
+
+  // Nobody reads the job: the relay's handler does the same once due.
+  apply_import();
+  ASSERT_TRUE(pool_
+                  ->Exec("INSERT INTO identity.outbox (topic, payload) "
+                         "VALUES ('identity.RestoreImportedUsers', "
+                         "decode($1, 'hex'))",
+                         {payload})
+                  .ok());
+  OutboxRelay relay(pool_.get(), "identity");
+  relay.Register(kTopicRestoreUsers,
+                 RestoreUsersHandler(store_.get(), &membership_));
+  auto delivered = relay.RunOnce();
+  ASSERT_TRUE(delivered.ok()) << delivered.status();
+  EXPECT_EQ(membership_.groups_of_[bob], groups);
+  EXPECT_EQ(membership_.apps_of_[bob], apps);
+  EXPECT_EQ(membership_.records_[bob].first_name(), "Bob");
+  EXPECT_EQ(membership_.records_[bob].version(), 5);
+  EXPECT_EQ(
+      Query("SELECT version FROM identity.users WHERE id = '" + bob + "'"),
+      "5\n");
+  EXPECT_EQ(Query("SELECT count(*) FROM identity.outbox WHERE topic = "
+                  "'identity.RestoreImportedUsers'"),
+            "0\n");
 }
 
 TEST_F(ImportPgTest, DryRunReportsWithoutWriting) {
@@ -683,6 +827,29 @@ TEST_F(ImportPgTest, FailedCommitUndoesMembershipGrants) {
   EXPECT_EQ(Query("SELECT state, created FROM identity.imports"), "FAILED|3\n");
   EXPECT_THAT(Query("SELECT failure_reason FROM identity.imports"),
               HasSubstr("ALREADY_EXISTS"));
+}
+
+// An import of more than 50,000 new users adds its intent rows in several
+// calls: the job names all of them (else the reader of a dead job would
+// leave the first calls' users to the relay, a minute later).
+TEST_F(ImportPgTest, JobNamesTheIntentRowsOfEveryCall) {
+  auto lease = store_->OpenLease();
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  ImportJob job;
+  job.id = "88888888-8888-4888-8888-888888888888";
+  job.workspace_id = kWs;
+  job.idempotency_key = "k-intents";
+  job.report.set_mode(v1::ALL_OR_NOTHING);
+  job.report.set_state(ImportReport::RUNNING);
+  ASSERT_TRUE(store_->StartJob(**lease, job).ok());
+  auto first = store_->AddIntents(**lease, kWs, {"u1", "u2", "u3"}, 2);
+  auto second = store_->AddIntents(**lease, kWs, {"u4"}, 2);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(first->size(), 2u);
+  EXPECT_EQ(second->size(), 1u);
+  EXPECT_EQ(Query("SELECT cardinality(intent_ids) FROM identity.imports"),
+            "3\n");
 }
 
 // A RUNNING job whose advisory lock nobody holds belongs to a dead process:

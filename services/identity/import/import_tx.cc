@@ -55,6 +55,20 @@ pg::Params FinishJobParams(const ImportJob& job) {
           job.failure_reason};
 }
 
+absl::Status ImportTx::LockIntent(int64_t id) {
+  ASSIGN_OR_RETURN(pg::Result r,
+                   tx_.Exec("SELECT id FROM identity.outbox WHERE id = $1 "
+                            "FOR UPDATE",
+                            {std::to_string(id)}));
+  if (r.rows() != 1) {
+    return absl::AbortedError(
+        "the import's restore row was reconciled before membership was "
+        "called (the database was too slow); upload the file again");
+  }
+  locked_.push_back(id);
+  return absl::OkStatus();
+}
+
 absl::Status ImportTx::InsertUsers(absl::Span<const NewUser> users) {
   const WriteContext& w = context_;
   for (size_t start = 0; start < users.size(); start += kRowsPerStatement) {

@@ -28,6 +28,11 @@ inline constexpr char kTopicBatchSendEmail[] = "notification.BatchSendEmail";
 // Same topic and payload (membership.v1.DeleteUsersRequest) as InviteUser's
 // intent rows (services/identity/domain/model.h kTopicReconcileInvite).
 inline constexpr char kTopicReconcileInvite[] = "identity.ReconcileInvite";
+// Restore intents: before membership applies a batch's changes to EXISTING
+// users, a membership.v1.ApplyGrantsRequest undoing them (for each user:
+// only its id, the groups and app privileges as they were before). Handled
+// by ImportStore::RestoreUsers when the import does not commit.
+inline constexpr char kTopicRestoreUsers[] = "identity.RestoreImportedUsers";
 
 // An existing user as the import compares it.
 struct ExistingUser {
@@ -75,6 +80,11 @@ class ImportTx final {
   ImportTx(pg::Transaction& tx, WriteContext context)
       : tx_(tx), context_(std::move(context)) {}
 
+  // Locks a committed intent row (ImportStore::AddRestoreIntent) until the
+  // commit, which deletes it. Errors: ABORTED when it is gone (reconciled).
+  absl::Status LockIntent(int64_t id);
+  const std::vector<int64_t>& locked_intents() const { return locked_; }
+
   absl::Status InsertUsers(absl::Span<const NewUser> users);
   // `version` of each user is the version read (optimistic check).
   // Errors: ABORTED when a user changed since it was read.
@@ -90,6 +100,7 @@ class ImportTx final {
  private:
   pg::Transaction& tx_;
   const WriteContext context_;
+  std::vector<int64_t> locked_;
 };
 
 // The UPDATE that records a finished job, on the job's connection, inside

@@ -1,5 +1,6 @@
 #include "services/identity/import/store.h"
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -14,10 +15,15 @@ namespace mv1 = ::guestlist::membership::v1;
 
 namespace {
 
-constexpr char kSelectUser[] =
-    "SELECT id, username, email, first_name, last_name, kind, status, "
-    "metadata::text, access_expire_time, version, create_time "
-    "FROM identity.users ";
+// The columns UserFromRow reads.
+constexpr char kUserColumns[] =
+    "id, username, email, first_name, last_name, kind, status, "
+    "metadata::text, access_expire_time, version, create_time ";
+const std::string& SelectUser() {
+  static const std::string* sql = new std::string(
+      absl::StrCat("SELECT ", kUserColumns, "FROM identity.users "));
+  return *sql;
+}
 
 ExistingUser UserFromRow(const pg::Result& r, int i) {
   ExistingUser u;
@@ -69,6 +75,34 @@ bool LooksLikeUuid(const std::string& s) {
 }
 
 }  // namespace
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  ts.set_seconds(absl::ToUnixSeconds(t));
+  ts.set_nanos(static_cast<int32_t>((t - absl::FromUnixSeconds(ts.seconds())) /
+                                    absl::Nanoseconds(1)));
+  return ts;
+}
+
+mv1::UserRecord ToMembershipRecord(const ExistingUser& u,
+                                   const std::string& workspace_id) {
+  mv1::UserRecord r;
+  r.set_id(u.id);
+  r.set_workspace_id(workspace_id);
+  r.set_username(u.username);
+  r.set_email(u.email);
+  r.set_first_name(u.first_name);
+  r.set_last_name(u.last_name);
+  // Same numbers in both enums (see membership.proto DirectoryUser).
+  r.set_kind(static_cast<mv1::DirectoryUser::Kind>(u.kind));
+  r.set_status(static_cast<mv1::DirectoryUser::Status>(u.status));
+  if (u.access_expire_time.has_value()) {
+    *r.mutable_access_expire_time() = ToProto(*u.access_expire_time);
+  }
+  *r.mutable_create_time() = ToProto(u.create_time);
+  r.set_version(u.version);
+  return r;
+}
 
 std::vector<std::string> ParseTextArray(const std::string& literal) {
   std::vector<std::string> out;
@@ -129,7 +163,7 @@ ImportStore::FindUsersByUsername(const std::string& workspace_id,
         lower.begin() + std::min(lower.size(), start + kBatch));
     ASSIGN_OR_RETURN(
         pg::Result r,
-        pool_->Exec(absl::StrCat(kSelectUser,
+        pool_->Exec(absl::StrCat(SelectUser(),
                                  "WHERE workspace_id = $1::uuid AND "
                                  "lower(username) = ANY($2::text[])"),
                     {workspace_id, pg::TextArray(batch)}));
@@ -149,7 +183,7 @@ absl::StatusOr<std::vector<ExistingUser>> ImportStore::ListUsers(
       pg::Result r,
       pool_->Exec(
           absl::StrCat(
-              kSelectUser,
+              SelectUser(),
               "WHERE workspace_id = $1::uuid "
               "AND ($2 = '' OR kind = $2) "
               "AND (CASE WHEN $3 = '' THEN status <> 'ARCHIVED' "
@@ -301,7 +335,7 @@ absl::StatusOr<std::optional<std::string>> ImportStore::FindJobByKey(
 }
 
 absl::StatusOr<bool> ImportStore::ReapIfOrphaned(const std::string& id,
-                                                 const RemoveUsers& remove) {
+                                                 const Undo& undo) {
   if (!LooksLikeUuid(id)) return false;
   ASSIGN_OR_RETURN(pg::PooledConnection conn, pool_->Acquire());
   ASSIGN_OR_RETURN(
@@ -317,14 +351,14 @@ absl::StatusOr<bool> ImportStore::ReapIfOrphaned(const std::string& id,
                  {id}));
   if (!locked.GetBool(0, 0)) return false;  // its process is alive
   // Holding the job's lock: undo membership's part first, so whoever reads
-  // FAILED finds no user there that identity does not have. If membership
-  // is down, the relay does it later from the same rows.
-  absl::Status reconciled = ReconcileIntents(conn, id, workspace_id, remove);
-  if (!reconciled.ok()) {
+  // FAILED finds membership as it was. If membership is down, the relay
+  // does it later from the same rows.
+  absl::Status undone = UndoJobOn(conn, id, workspace_id, undo);
+  if (!undone.ok()) {
     LogWarning(absl::StrCat("import ", id,
                             ": membership not reconciled yet (the relay will "
                             "retry): ",
-                            reconciled.ToString()));
+                            undone.ToString()));
   }
   absl::StatusOr<pg::Result> failed = conn->Exec(
       "UPDATE identity.imports SET state = 'FAILED', finish_time = now(), "
@@ -340,29 +374,42 @@ absl::StatusOr<bool> ImportStore::ReapIfOrphaned(const std::string& id,
   return failed->AffectedRows() > 0;
 }
 
-absl::Status ImportStore::ReconcileIntents(pg::PooledConnection& conn,
-                                           const std::string& job_id,
-                                           const std::string& workspace_id,
-                                           const RemoveUsers& remove) {
+absl::Status ImportStore::UndoJob(const std::string& job_id,
+                                  const std::string& workspace_id,
+                                  const Undo& undo) {
+  ASSIGN_OR_RETURN(pg::PooledConnection conn, pool_->Acquire());
+  return UndoJobOn(conn, job_id, workspace_id, undo);
+}
+
+absl::Status ImportStore::UndoJobOn(pg::PooledConnection& conn,
+                                    const std::string& job_id,
+                                    const std::string& workspace_id,
+                                    const Undo& undo) {
   pg::Transaction tx(conn);
   RETURN_IF_ERROR(tx.status());
-  // Waits for the relay if it is reconciling the same rows right now.
+  // Waits for the relay if it is handling the same rows right now.
   ASSIGN_OR_RETURN(
       pg::Result rows,
-      tx.Exec("SELECT o.id, encode(o.payload, 'hex') FROM identity.outbox o "
+      tx.Exec("SELECT o.id, o.topic, encode(o.payload, 'hex') "
+              "FROM identity.outbox o "
               "JOIN identity.imports j ON o.id = ANY(j.intent_ids) "
               "WHERE j.id = $1::uuid ORDER BY o.id FOR UPDATE OF o",
               {job_id}));
   for (int i = 0; i < rows.rows(); ++i) {
-    mv1::DeleteUsersRequest undo;
-    if (!undo.ParseFromString(absl::HexStringToBytes(rows.Get(i, 1)))) {
-      continue;  // not ours to judge: the relay drops what does not parse
+    const std::string payload = absl::HexStringToBytes(rows.Get(i, 2));
+    // What does not parse is not ours to judge: the relay drops it.
+    if (rows.Get(i, 1) == kTopicRestoreUsers) {
+      mv1::ApplyGrantsRequest inverse;
+      if (!inverse.ParseFromString(payload)) continue;
+      RETURN_IF_ERROR(RestoreUsers(std::move(inverse), undo.apply));
+    } else {
+      mv1::DeleteUsersRequest created;
+      if (!created.ParseFromString(payload)) continue;
+      const std::vector<std::string> ids(created.user_ids().begin(),
+                                         created.user_ids().end());
+      RETURN_IF_ERROR(
+          DropMissingFromMembership(workspace_id, ids, undo.remove));
     }
-    const std::vector<std::string> ids(undo.user_ids().begin(),
-                                       undo.user_ids().end());
-    RETURN_IF_ERROR(DropMissingFromMembership(
-        workspace_id, ids, static_cast<int>(std::max<size_t>(1, ids.size())),
-        remove));
     RETURN_IF_ERROR(
         tx.Exec("DELETE FROM identity.outbox WHERE id = $1", {rows.Get(i, 0)})
             .status());
@@ -370,12 +417,12 @@ absl::Status ImportStore::ReconcileIntents(pg::PooledConnection& conn,
   return tx.Commit();
 }
 
-absl::Status ImportStore::ReapOrphanedJobs(const RemoveUsers& remove) {
+absl::Status ImportStore::ReapOrphanedJobs(const Undo& undo) {
   ASSIGN_OR_RETURN(
       pg::Result r,
       pool_->Exec("SELECT id FROM identity.imports WHERE state = 'RUNNING'"));
   for (int i = 0; i < r.rows(); ++i) {
-    RETURN_IF_ERROR(ReapIfOrphaned(r.Get(i, 0), remove).status());
+    RETURN_IF_ERROR(ReapIfOrphaned(r.Get(i, 0), undo).status());
   }
   return absl::OkStatus();
 }
@@ -407,42 +454,94 @@ absl::StatusOr<std::vector<int64_t>> ImportStore::AddIntents(
           "next_attempt_at) SELECT $1, decode(p, 'hex'), now() + interval "
           "'60 seconds' FROM unnest($2::text[]) AS p RETURNING id), "
           "j AS (UPDATE identity.imports SET intent_ids = "
-          "(SELECT array_agg(id) FROM i) WHERE id = $3::uuid) "
+          "coalesce(intent_ids, '{}') || (SELECT array_agg(id) FROM i) "
+          "WHERE id = $3::uuid) "
           "SELECT id FROM i ORDER BY id",
           {kTopicReconcileInvite, pg::TextArray(payloads), lease.job_id()}));
   for (int i = 0; i < r.rows(); ++i) ids.push_back(r.GetInt(i, 0));
   return ids;
 }
 
-absl::Status ImportStore::DropIntents(const std::vector<int64_t>& ids) {
-  if (ids.empty()) return absl::OkStatus();
-  return pool_
-      ->Exec("DELETE FROM identity.outbox WHERE id = ANY($1::bigint[])",
-             {IdArray(ids)})
-      .status();
+absl::StatusOr<int64_t> ImportStore::AddRestoreIntent(
+    const std::string& job_id, const mv1::ApplyGrantsRequest& inverse) {
+  ASSIGN_OR_RETURN(
+      pg::Result r,
+      pool_->Exec(
+          "WITH i AS (INSERT INTO identity.outbox (topic, payload, "
+          "next_attempt_at) VALUES ($1, decode($2, 'hex'), now() + "
+          "interval '60 seconds') RETURNING id), "
+          "j AS (UPDATE identity.imports SET intent_ids = "
+          "coalesce(intent_ids, '{}') || (SELECT id FROM i) "
+          "WHERE id = $3::uuid) "
+          "SELECT id FROM i",
+          {kTopicRestoreUsers,
+           absl::BytesToHexString(inverse.SerializeAsString()), job_id}));
+  return r.GetInt(0, 0);
+}
+
+absl::Status ImportStore::RestoreUsers(mv1::ApplyGrantsRequest inverse,
+                                       const ApplyGrants& apply) {
+  std::vector<std::string> ids;
+  for (const mv1::UserGrants& g : inverse.users()) {
+    if (LooksLikeUuid(g.user().id())) ids.push_back(g.user().id());
+  }
+  // Autocommit: a retry after a failed call moves the version again,
+  // which is harmless (only "newer than membership's" matters).
+  ASSIGN_OR_RETURN(
+      pg::Result r,
+      pool_->Exec(absl::StrCat("UPDATE identity.users SET version = "
+                               "version + 2 WHERE workspace_id = $1::uuid "
+                               "AND id = ANY($2::uuid[]) RETURNING ",
+                               kUserColumns),
+                  {inverse.workspace_id(), pg::TextArray(ids)}));
+  absl::flat_hash_map<std::string, ExistingUser> users;
+  for (int i = 0; i < r.rows(); ++i) {
+    ExistingUser u = UserFromRow(r, i);
+    users.emplace(u.id, std::move(u));
+  }
+  mv1::ApplyGrantsRequest request;
+  request.set_workspace_id(inverse.workspace_id());
+  request.set_best_effort(true);
+  for (mv1::UserGrants& g : *inverse.mutable_users()) {
+    auto found = users.find(g.user().id());
+    if (found == users.end()) continue;  // identity never had it
+    *g.mutable_user() =
+        ToMembershipRecord(found->second, request.workspace_id());
+    *request.add_users() = std::move(g);
+  }
+  if (request.users_size() == 0) return absl::OkStatus();
+  ASSIGN_OR_RETURN(mv1::ApplyGrantsResponse response, apply(request));
+  int refused = 0;
+  std::string example;
+  for (const mv1::UserGrantResult& result : response.results()) {
+    if (result.ok()) continue;
+    if (refused++ == 0) {
+      example = absl::StrCat(result.user_id(), ": ", result.error_message());
+    }
+  }
+  if (refused > 0) {
+    LogWarning(absl::StrCat(
+        "restoring users after an import that did not commit: membership "
+        "refused ",
+        refused, " of ", request.users_size(), " (e.g. ", example,
+        "); the others are restored"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ImportStore::DropMissingFromMembership(
     const std::string& workspace_id, const std::vector<std::string>& user_ids,
-    int per_call,
-    const std::function<absl::Status(const mv1::DeleteUsersRequest&)>& remove) {
-  for (size_t start = 0; start < user_ids.size(); start += per_call) {
-    std::vector<std::string> part(
-        user_ids.begin() + start,
-        user_ids.begin() + std::min(user_ids.size(), start + per_call));
-    ASSIGN_OR_RETURN(
-        pg::Result missing,
-        pool_->Exec("SELECT c.id FROM unnest($1::uuid[]) AS c(id) WHERE NOT "
-                    "EXISTS (SELECT 1 FROM identity.users u WHERE u.id = c.id)",
-                    {pg::TextArray(part)}));
-    if (missing.rows() == 0) continue;
-    mv1::DeleteUsersRequest req;
-    req.set_workspace_id(workspace_id);
-    for (int i = 0; i < missing.rows(); ++i)
-      req.add_user_ids(missing.Get(i, 0));
-    RETURN_IF_ERROR(remove(req));
-  }
-  return absl::OkStatus();
+    const RemoveUsers& remove) {
+  ASSIGN_OR_RETURN(
+      pg::Result missing,
+      pool_->Exec("SELECT c.id FROM unnest($1::uuid[]) AS c(id) WHERE NOT "
+                  "EXISTS (SELECT 1 FROM identity.users u WHERE u.id = c.id)",
+                  {pg::TextArray(user_ids)}));
+  if (missing.rows() == 0) return absl::OkStatus();
+  mv1::DeleteUsersRequest req;
+  req.set_workspace_id(workspace_id);
+  for (int i = 0; i < missing.rows(); ++i) req.add_user_ids(missing.Get(i, 0));
+  return remove(req);
 }
 
 absl::Status ImportStore::Commit(
@@ -464,10 +563,13 @@ absl::Status ImportStore::Commit(
   }
   ImportTx writes(tx, context);
   RETURN_IF_ERROR(fn(writes));
-  if (!intents.empty()) {
+  std::vector<int64_t> done = intents;
+  done.insert(done.end(), writes.locked_intents().begin(),
+              writes.locked_intents().end());
+  if (!done.empty()) {
     RETURN_IF_ERROR(tx.Exec("DELETE FROM identity.outbox WHERE id = "
                             "ANY($1::bigint[])",
-                            {IdArray(intents)})
+                            {IdArray(done)})
                         .status());
   }
   return tx.Commit();

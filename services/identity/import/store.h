@@ -88,14 +88,28 @@ class ImportStore final {
   // Removes users from membership (membership.DeleteUsers).
   using RemoveUsers = std::function<absl::Status(
       const ::guestlist::membership::v1::DeleteUsersRequest&)>;
+  // membership.ApplyGrants.
+  using ApplyGrants = std::function<
+      absl::StatusOr<::guestlist::membership::v1::ApplyGrantsResponse>(
+          const ::guestlist::membership::v1::ApplyGrantsRequest&)>;
+  // How an import that did not commit is undone in membership.
+  struct Undo {
+    RemoveUsers remove;  // the users it created
+    ApplyGrants apply;   // restores the users it changed
+  };
   // If the job is RUNNING but nobody holds its lock (the process running
-  // it died): reconciles its intent rows (removes from membership, through
-  // `remove`, the users identity does not have), then marks it FAILED with
+  // it died): undoes its intent rows (UndoJob), then marks it FAILED with
   // a reason. Returns whether it did.
-  absl::StatusOr<bool> ReapIfOrphaned(const std::string& id,
-                                      const RemoveUsers& remove);
+  absl::StatusOr<bool> ReapIfOrphaned(const std::string& id, const Undo& undo);
   // ReapIfOrphaned for every RUNNING job (at start-up).
-  absl::Status ReapOrphanedJobs(const RemoveUsers& remove);
+  absl::Status ReapOrphanedJobs(const Undo& undo);
+  // Undoes in membership what a job that did not commit left there, from
+  // its intent rows still present (a committed job deleted them): removes
+  // the created users identity does not have and restores the changed ones
+  // (RestoreUsers); each row is deleted once handled. Waits for the relay
+  // if it handles one of them right now.
+  absl::Status UndoJob(const std::string& job_id,
+                       const std::string& workspace_id, const Undo& undo);
 
   // Intent rows for the users an import is about to create in membership
   // (InviteUser's mechanism): committed outbox rows of topic
@@ -103,33 +117,52 @@ class ImportStore final {
   // ids, due in a minute. Commit locks them before the grants and
   // deletes them with the commit; if the process dies in between, the relay
   // finds them unlocked and removes from membership the users identity
-  // does not have. Returns their ids.
+  // does not have. Added to the job's intent_ids (one call per 50,000
+  // users). Returns their ids.
   absl::StatusOr<std::vector<int64_t>> AddIntents(
       JobLease& lease, const std::string& workspace_id,
       const std::vector<std::string>& user_ids, int per_row);
-  // Deletes intent rows (after a failed import was compensated).
-  absl::Status DropIntents(const std::vector<int64_t>& ids);
-  // Calls `remove` with those of `user_ids` identity does not have, at most
-  // `per_call` at a time (the compensation of a rolled-back import).
-  absl::Status DropMissingFromMembership(
-      const std::string& workspace_id, const std::vector<std::string>& user_ids,
-      int per_call, const RemoveUsers& remove);
+  // A restore intent (kTopicRestoreUsers) for one batch about to change
+  // existing users in membership: committed at once (autocommit), due in a
+  // minute, and named in the job's intent_ids so that UndoJob finds it.
+  // The job's transaction locks it (ImportTx::LockIntent) before calling
+  // membership. Returns its id.
+  absl::StatusOr<int64_t> AddRestoreIntent(
+      const std::string& job_id,
+      const ::guestlist::membership::v1::ApplyGrantsRequest& inverse);
+  // Puts back in membership the users of `inverse` (ids and their groups
+  // and privileges as they were before an import that did not commit).
+  // Their profile record may be at a version identity never committed, so
+  // identity first moves their version 2 past its own (past anything the
+  // import sent), then membership gets identity's records at that version
+  // with the old access, best effort (a group deleted since is logged).
+  // Safe to repeat.
+  absl::Status RestoreUsers(
+      ::guestlist::membership::v1::ApplyGrantsRequest inverse,
+      const ApplyGrants& apply);
   // One transaction on the job's connection: locks `intents` (ABORTED if
   // one is gone: the relay already reconciled it), runs `fn` (the grants,
-  // then the writes through ImportTx), deletes the intents and commits if
-  // `fn` returns OK; rolls back otherwise.
+  // then the writes through ImportTx), deletes the intents (with those
+  // `fn` locked) and commits if `fn` returns OK; rolls back otherwise.
   absl::Status Commit(JobLease& lease, const std::vector<int64_t>& intents,
                       const WriteContext& context,
                       const std::function<absl::Status(ImportTx&)>& fn);
 
  private:
-  absl::Status ReconcileIntents(pg::PooledConnection& conn,
-                                const std::string& job_id,
-                                const std::string& workspace_id,
-                                const RemoveUsers& remove);
+  absl::Status UndoJobOn(pg::PooledConnection& conn, const std::string& job_id,
+                         const std::string& workspace_id, const Undo& undo);
+  // Calls `remove` with those of `user_ids` identity does not have.
+  absl::Status DropMissingFromMembership(
+      const std::string& workspace_id, const std::vector<std::string>& user_ids,
+      const RemoveUsers& remove);
 
   pg::Pool* pool_;
 };
+
+google::protobuf::Timestamp ToProto(absl::Time t);
+// The user as membership stores it (membership.v1.UserRecord).
+::guestlist::membership::v1::UserRecord ToMembershipRecord(
+    const ExistingUser& u, const std::string& workspace_id);
 
 // Parses the `text[]` output format ({a,"b c"}) into its elements.
 std::vector<std::string> ParseTextArray(const std::string& literal);
