@@ -276,7 +276,10 @@ absl::StatusOr<v1::Invitation> IdentityServiceImpl::Invite(
   // half-made guest survives a crash.
   membership::v1::ApplyGrantsRequest grants;
   grants.set_workspace_id(ws.id);
-  grants.set_idempotency_key(absl::StrCat("invite:", inv.id));
+  // No idempotency key: nothing repeats this call (a retried invite has a
+  // new invitation id, so a key could never match), and a repeat would be
+  // harmless anyway (same user version, groups already held). The key's
+  // lookup and save were two of membership's three transactions per invite.
   auto* g = grants.add_users();
   UserRecord predicted = user;
   if (spec.existing_user.has_value()) predicted.version = user.version + 1;
