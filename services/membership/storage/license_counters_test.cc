@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/migrations.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/membership/migrations.h"
 #include "services/membership/storage/store.h"
@@ -324,6 +325,50 @@ TEST_F(LicenseCountersTest, CountersEqualFullRecountAfterMixedWrites) {
   Exec("UPDATE membership.users SET workspace_id = $2 WHERE id = $1",
        {UserId(1100), kWs2});
   ExpectExact("user moved between workspaces");
+}
+
+// V007: asked to (optimistic grants), the counter trigger fails a statement
+// that raises usage past the licence count; other writers, and statements
+// that do not raise usage, pass as before.
+TEST_F(LicenseCountersTest, TriggerRefusesUsagePastTheCountOnlyWhenAsked) {
+  const std::string ws = Uuid(2, 7);
+  MakeWorkspace(ws, 1, {});
+  auto insert_member = [&](int n, bool enforce) -> absl::Status {
+    absl::StatusOr<pg::PooledConnection> conn = pool_->Acquire();
+    if (!conn.ok()) return conn.status();
+    pg::Transaction tx(*conn, enforce ? "BEGIN; SET LOCAL "
+                                        "membership.enforce_licences = 'on'"
+                                      : "BEGIN");
+    absl::Status s =
+        tx.Exec(
+              "INSERT INTO membership.users (id, workspace_id, username, "
+              "kind, status, version) VALUES ($1, $2, $3, 2, 3, 1)",
+              {Uuid(7, n), ws, absl::StrCat("member", n)})
+            .status();
+    return s.ok() ? tx.Commit() : s;
+  };
+  EXPECT_TRUE(insert_member(1, true).ok());  // 1 of 1
+  absl::Status over = insert_member(2, true);
+  EXPECT_FALSE(over.ok());
+  EXPECT_THAT(std::string(over.message()), ::testing::HasSubstr("GL001"));
+  EXPECT_EQ(Row(kCounters, ws), (std::vector<int64_t>{1, 1, 0, 0}));
+  // Not asked (SyncUsers, the careful path): over the count is recorded.
+  EXPECT_TRUE(insert_member(2, false).ok());
+  EXPECT_EQ(Row(kCounters, ws), (std::vector<int64_t>{1, 2, 0, 0}));
+  // Over the count but not raising usage: passes even when asked.
+  absl::StatusOr<pg::PooledConnection> conn = pool_->Acquire();
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  pg::Transaction tx(*conn,
+                     "BEGIN; SET LOCAL membership.enforce_licences = 'on'");
+  EXPECT_TRUE(tx.Exec("UPDATE membership.users SET first_name = 'M' WHERE "
+                      "workspace_id = $1",
+                      {ws})
+                  .ok());
+  EXPECT_TRUE(tx.Exec("UPDATE membership.users SET status = 6 WHERE id = $1",
+                      {Uuid(7, 2)})
+                  .ok());
+  EXPECT_TRUE(tx.Commit().ok());
+  EXPECT_EQ(Row(kCounters, ws), (std::vector<int64_t>{1, 1, 0, 0}));
 }
 
 TEST_F(LicenseCountersTest, BulkInsertIsOneTriggerCallNotOnePerRow) {

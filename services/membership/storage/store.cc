@@ -1592,32 +1592,28 @@ MembershipStore::TryApplyGrantsOptimistically(
     const v1::ApplyGrantsRequest& req) {
   absl::StatusOr<pg::PooledConnection> conn = pool_->Acquire();
   if (!conn.ok()) return std::nullopt;
-  pg::Transaction tx(*conn);
+  // Planned against counters read without the lock; they may be stale. The
+  // writes move the counters through V003's trigger, which locks the
+  // workspace row until commit and, asked to (V007), fails the statement
+  // that raises usage past the licence count, so no other writer can have
+  // used the licences this request counted on. No read between the writes
+  // and the commit: every grant of the workspace waits for that commit.
+  pg::Transaction tx(*conn,
+                     "BEGIN; SET LOCAL membership.enforce_licences = 'on'");
   if (!tx.status().ok()) return std::nullopt;
-  // Planned against counters read without the lock; they may be stale.
   absl::StatusOr<GrantsOutcome> out =
       ApplyGrantsTx(tx, req.workspace_id(), req.users(), /*dry_run=*/false,
                     req.best_effort(), /*touch_grants=*/true);
+  // Refused, or over the limit now (SQLSTATE GL001): roll back; the careful
+  // path words the refusal.
   if (!out.ok() || out->any_failed) return std::nullopt;
-  // The writes moved the counters through V003's triggers, which locked
-  // the workspace row until commit: this read is exact, and no other
-  // writer can move the counters before the commit below.
-  absl::StatusOr<LicenseUsage> now = TxUsage(tx, req.workspace_id());
-  if (!now.ok()) return std::nullopt;
-  LicenseUsage before = *now;
-  before.used_by_members -=
-      out->after.used_by_members - out->before.used_by_members;
-  before.used_by_multi_group_guests -= out->after.used_by_multi_group_guests -
-                                       out->before.used_by_multi_group_guests;
-  before.single_group_guests -=
-      out->after.single_group_guests - out->before.single_group_guests;
-  // Over the limit now: roll back; the careful path words the refusal.
-  if (!CheckLicenseChange(before, *now, "").ok()) return std::nullopt;
   if (!tx.Commit().ok()) return std::nullopt;
   v1::ApplyGrantsResponse resp;
   for (auto& r : out->results) *resp.add_results() = std::move(r);
   resp.set_applied(true);
-  *resp.mutable_usage_after() = ToProto(*now);
+  // The usage read before the writes plus this request's change (requests
+  // committed in between are not in it).
+  *resp.mutable_usage_after() = ToProto(out->after);
   return resp;
 }
 
