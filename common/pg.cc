@@ -128,20 +128,69 @@ absl::StatusOr<Result> Connection::Exec(const std::string& sql,
                              values.data(), nullptr, nullptr, 0));
 }
 
-absl::StatusOr<Result> Connection::ExecPrepared(const std::string& sql,
-                                                const Params& params) {
-  ASSIGN_OR_RETURN(std::vector<const char*> values, Values(params));
+absl::StatusOr<std::string> Connection::PreparedName(const std::string& sql,
+                                                     int params) {
   auto it = prepared_.find(sql);
   if (it == prepared_.end()) {
     const std::string name = absl::StrCat("gl_", prepared_.size() + 1);
-    RETURN_IF_ERROR(Finish(PQprepare(conn_, name.c_str(), sql.c_str(),
-                                     static_cast<int>(values.size()), nullptr))
-                        .status());
+    RETURN_IF_ERROR(
+        Finish(PQprepare(conn_, name.c_str(), sql.c_str(), params, nullptr))
+            .status());
     it = prepared_.emplace(sql, name).first;
   }
-  return Finish(PQexecPrepared(conn_, it->second.c_str(),
-                               static_cast<int>(values.size()), values.data(),
-                               nullptr, nullptr, 0));
+  return it->second;
+}
+
+absl::StatusOr<Result> Connection::ExecPrepared(const std::string& sql,
+                                                const Params& params) {
+  ASSIGN_OR_RETURN(std::vector<const char*> values, Values(params));
+  const int n = static_cast<int>(values.size());
+  ASSIGN_OR_RETURN(std::string name, PreparedName(sql, n));
+  return Finish(PQexecPrepared(conn_, name.c_str(), n, values.data(), nullptr,
+                               nullptr, 0));
+}
+
+absl::StatusOr<Result> Connection::ExecPreparedAndCommit(const std::string& sql,
+                                                         const Params& params,
+                                                         bool* committed) {
+  *committed = false;
+  ASSIGN_OR_RETURN(std::vector<const char*> values, Values(params));
+  const int n = static_cast<int>(values.size());
+  ASSIGN_OR_RETURN(std::string name, PreparedName(sql, n));
+  if (PQenterPipelineMode(conn_) != 1) {
+    return absl::InternalError("could not enter libpq pipeline mode");
+  }
+  const bool sent = PQsendQueryPrepared(conn_, name.c_str(), n, values.data(),
+                                        nullptr, nullptr, 0) == 1 &&
+                    PQsendQueryParams(conn_, "COMMIT", 0, nullptr, nullptr,
+                                      nullptr, nullptr, 0) == 1 &&
+                    PQpipelineSync(conn_) == 1;
+  // The statement's result, the COMMIT's, then the sync point; each query's
+  // results end with a NULL. On a broken connection PQgetResult keeps
+  // returning NULL: healthy() then drops the connection (still in pipeline
+  // mode).
+  PGresult* statement = sent ? PQgetResult(conn_) : nullptr;
+  while (PGresult* extra = statement ? PQgetResult(conn_) : nullptr) {
+    PQclear(extra);
+  }
+  PGresult* commit = statement ? PQgetResult(conn_) : nullptr;
+  while (PGresult* extra = commit ? PQgetResult(conn_) : nullptr) {
+    PQclear(extra);
+  }
+  PGresult* sync = commit ? PQgetResult(conn_) : nullptr;
+  const bool synced =
+      sync != nullptr && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+  if (sync != nullptr) PQclear(sync);
+  if (synced) PQexitPipelineMode(conn_);
+  absl::StatusOr<Result> result = Finish(statement);
+  if (!result.ok()) {
+    if (commit != nullptr) PQclear(commit);  // PGRES_PIPELINE_ABORTED
+    return result;
+  }
+  *committed = true;
+  absl::StatusOr<Result> done = Finish(commit);
+  if (!done.ok()) return done.status();
+  return result;
 }
 
 absl::Status Connection::ExecScript(const std::string& sql) {
@@ -269,6 +318,16 @@ absl::StatusOr<Result> Transaction::ExecPrepared(const std::string& sql,
                                                  const Params& params) {
   if (!status_.ok()) return status_;
   return conn_->ExecPrepared(sql, params);
+}
+
+absl::StatusOr<Result> Transaction::ExecPreparedAndCommit(
+    const std::string& sql, const Params& params) {
+  if (!status_.ok()) return status_;
+  bool committed = false;
+  absl::StatusOr<Result> r =
+      conn_->ExecPreparedAndCommit(sql, params, &committed);
+  if (committed) done_ = true;
+  return r;
 }
 
 absl::Status Transaction::Commit() {

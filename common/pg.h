@@ -68,12 +68,26 @@ class Connection final {
   // not for searches, where a generic plan can be far worse.
   absl::StatusOr<Result> ExecPrepared(const std::string& sql,
                                       const Params& params = {});
+  // ExecPrepared, then COMMIT, sent together (libpq pipeline mode): one
+  // round trip, and no wait for this client between the two (locks the
+  // statement takes are held only while the server runs both). Returns the
+  // statement's result, or its error (the transaction is then aborted, not
+  // ended: roll it back), or the COMMIT's error (the transaction is over).
+  // `committed` says whether the COMMIT ran (successfully or not).
+  absl::StatusOr<Result> ExecPreparedAndCommit(const std::string& sql,
+                                               const Params& params,
+                                               bool* committed);
   // Runs one or more statements without parameters (DDL, BEGIN, ...).
   absl::Status ExecScript(const std::string& sql);
-  bool healthy() const { return PQstatus(conn_) == CONNECTION_OK; }
+  bool healthy() const {
+    return PQstatus(conn_) == CONNECTION_OK &&
+           PQpipelineStatus(conn_) == PQ_PIPELINE_OFF;
+  }
   PGconn* raw() { return conn_; }
 
  private:
+  // The name of `sql`'s prepared statement, preparing it on first use.
+  absl::StatusOr<std::string> PreparedName(const std::string& sql, int params);
   // Values as libpq takes them; InvalidArgument on a NUL byte.
   static absl::StatusOr<std::vector<const char*>> Values(const Params& params);
   absl::StatusOr<Result> Finish(PGresult* res);
@@ -156,6 +170,11 @@ class Transaction final {
   // As Connection::ExecPrepared (key lookups only).
   absl::StatusOr<Result> ExecPrepared(const std::string& sql,
                                       const Params& params = {});
+  // The transaction's last statement and its commit in one round trip
+  // (Connection::ExecPreparedAndCommit). On the statement's error the
+  // transaction is rolled back as usual (destructor).
+  absl::StatusOr<Result> ExecPreparedAndCommit(const std::string& sql,
+                                               const Params& params = {});
   absl::Status Commit();
   Connection& connection() { return *conn_; }
 

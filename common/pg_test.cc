@@ -90,6 +90,55 @@ TEST_F(PgTest, TransactionRollsBackUnlessCommitted) {
   EXPECT_EQ(r->Get(0, 0), "{2}");
 }
 
+// The last statement and COMMIT in one pipeline: committed on success; on
+// the statement's error nothing is committed; on the COMMIT's error (a
+// deferred constraint) the transaction is over. The connection is back out
+// of pipeline mode and reused each time (one connection in the pool).
+TEST_F(PgTest, StatementAndCommitInOneRoundTrip) {
+  pg::Pool pool({.conninfo = db_->ConnInfo(), .max_size = 1});
+  ASSERT_TRUE(pool.Exec("CREATE TABLE pipe_t (k int PRIMARY KEY, v text, "
+                        "CONSTRAINT v_not_bad CHECK (v <> 'bad'))")
+                  .ok());
+  ASSERT_TRUE(pool.Exec("CREATE TABLE pipe_ref (k int REFERENCES pipe_t "
+                        "DEFERRABLE INITIALLY DEFERRED)")
+                  .ok());
+  const std::string insert =
+      "INSERT INTO pipe_t VALUES ($1::int, $2) "
+      "RETURNING k * 10";
+  auto run = [&](const std::string& before, const pg::Params& params) {
+    auto conn = pool.Acquire();
+    EXPECT_TRUE(conn.ok()) << conn.status();
+    pg::Transaction tx(*conn);
+    if (!before.empty()) {
+      EXPECT_TRUE(tx.Exec(before).ok());
+    }
+    absl::StatusOr<pg::Result> r = tx.ExecPreparedAndCommit(insert, params);
+    EXPECT_TRUE((*conn)->healthy());
+    return r;
+  };
+  absl::StatusOr<pg::Result> ok = run("", {pg::Int(1), "a"});
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->GetInt(0, 0), 10);
+  // The statement fails: nothing of the transaction stays.
+  EXPECT_EQ(run("INSERT INTO pipe_t VALUES (2, 'x')", {pg::Int(1), "b"})
+                .status()
+                .code(),
+            absl::StatusCode::kAlreadyExists);
+  // The COMMIT fails (a deferred foreign key): nothing stays either.
+  EXPECT_EQ(run("INSERT INTO pipe_ref VALUES (99)", {pg::Int(3), "c"})
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  auto rows = pool.Exec(
+      "SELECT string_agg(k::text, ',' ORDER BY k) FROM "
+      "pipe_t");
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ(rows->Get(0, 0), "1");
+  // The pool's one connection is idle and usable.
+  auto again = run("", {pg::Int(4), "d"});
+  EXPECT_TRUE(again.ok()) << again.status();
+}
+
 TEST_F(PgTest, PoolIsBoundedAndTimesOut) {
   pg::Pool pool({.conninfo = db_->ConnInfo(),
                  .max_size = 2,

@@ -268,10 +268,14 @@ struct GrantsOutcome {
 // other writer adds memberships to a user before its row is committed:
 // every one locks the user row first (LockParents, or the locking reads
 // above).
+//
+// With `commit`, a plan that writes also commits: the new users' INSERT
+// (the write that locks the workspace row) goes in one round trip with the
+// COMMIT.
 absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
     pg::Transaction& tx, const std::string& ws,
     const google::protobuf::RepeatedPtrField<v1::UserGrants>& users,
-    bool dry_run, bool best_effort, bool touch_grants) {
+    bool dry_run, bool best_effort, bool touch_grants, bool commit = false) {
   GrantsOutcome out;
   std::vector<std::string> user_ids, group_ids, app_ids;
   for (const v1::UserGrants& g : users) {
@@ -525,6 +529,8 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
     out.after = out.before;
     return out;
   }
+  // A refused user leaves the decision to the caller.
+  if (out.any_failed) commit = false;
 
   // The users' columns as arrays for unnest. `counts`: the group_count of
   // each (creates only).
@@ -551,25 +557,26 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
                             : "");
     }
     if (counts != nullptr) {
-      return tx
-          .ExecPrepared(
-              "INSERT INTO membership.users (id, workspace_id, username, "
-              "email, first_name, last_name, kind, status, "
-              "access_expire_time, create_time, version, group_count) "
-              "SELECT x.id::uuid, $1::uuid, x.username, x.email, x.first, "
-              "x.last, x.kind, x.status, "
-              "NULLIF(x.expire, '')::timestamptz, "
-              "COALESCE(NULLIF(x.created, '')::timestamptz, now()), "
-              "x.version, x.groups FROM unnest($2::text[], $3::text[], "
-              "$4::text[], $5::text[], $6::text[], $7::smallint[], "
-              "$8::smallint[], $9::text[], $10::text[], $11::bigint[], "
-              "$12::integer[]) AS x(id, username, email, first, last, kind, "
-              "status, expire, created, version, groups)",
-              {ws, pg::TextArray(ids), pg::TextArray(usernames),
-               pg::TextArray(emails), pg::TextArray(firsts),
-               pg::TextArray(lasts), IntArray(kinds), IntArray(statuses),
-               pg::TextArray(expires), pg::TextArray(created),
-               IntArray(versions), IntArray(*counts)})
+      auto exec = commit ? &pg::Transaction::ExecPreparedAndCommit
+                         : &pg::Transaction::ExecPrepared;
+      return (tx.*exec)(
+                 "INSERT INTO membership.users (id, workspace_id, username, "
+                 "email, first_name, last_name, kind, status, "
+                 "access_expire_time, create_time, version, group_count) "
+                 "SELECT x.id::uuid, $1::uuid, x.username, x.email, x.first, "
+                 "x.last, x.kind, x.status, "
+                 "NULLIF(x.expire, '')::timestamptz, "
+                 "COALESCE(NULLIF(x.created, '')::timestamptz, now()), "
+                 "x.version, x.groups FROM unnest($2::text[], $3::text[], "
+                 "$4::text[], $5::text[], $6::text[], $7::smallint[], "
+                 "$8::smallint[], $9::text[], $10::text[], $11::bigint[], "
+                 "$12::integer[]) AS x(id, username, email, first, last, kind, "
+                 "status, expire, created, version, groups)",
+                 {ws, pg::TextArray(ids), pg::TextArray(usernames),
+                  pg::TextArray(emails), pg::TextArray(firsts),
+                  pg::TextArray(lasts), IntArray(kinds), IntArray(statuses),
+                  pg::TextArray(expires), pg::TextArray(created),
+                  IntArray(versions), IntArray(*counts)})
           .status();
     }
     return tx
@@ -655,6 +662,7 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
   // request is done by then, so concurrent invites of the workspace queue
   // on that row for the counters and the commit only.
   RETURN_IF_ERROR(write_users(creates, &create_group_counts));
+  if (commit && creates.empty()) RETURN_IF_ERROR(tx.Commit());
   return out;
 }
 
@@ -1603,11 +1611,11 @@ MembershipStore::TryApplyGrantsOptimistically(
   if (!tx.status().ok()) return std::nullopt;
   absl::StatusOr<GrantsOutcome> out =
       ApplyGrantsTx(tx, req.workspace_id(), req.users(), /*dry_run=*/false,
-                    req.best_effort(), /*touch_grants=*/true);
-  // Refused, or over the limit now (SQLSTATE GL001): roll back; the careful
-  // path words the refusal.
+                    req.best_effort(), /*touch_grants=*/true, /*commit=*/true);
+  // Refused (nothing written nor committed), or over the limit now
+  // (SQLSTATE GL001), or not committed: roll back; the careful path words
+  // the refusal (and finds the work done if a lost COMMIT answer hid it).
   if (!out.ok() || out->any_failed) return std::nullopt;
-  if (!tx.Commit().ok()) return std::nullopt;
   v1::ApplyGrantsResponse resp;
   for (auto& r : out->results) *resp.add_results() = std::move(r);
   resp.set_applied(true);
