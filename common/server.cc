@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/callback_queue_keeper.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/random.h"
@@ -46,6 +47,9 @@ class ServiceRunner::Impl {
   std::function<absl::Status()> probe_;
   std::vector<std::function<void()>> hooks_;
   std::unique_ptr<grpc::Server> server_;
+  // See callback_queue_keeper.h: without it, calls on connections that
+  // gRPC's callback queue polls stall ~100 ms every 1.1 s.
+  std::unique_ptr<CallbackQueueKeeper> keeper_;
   std::thread probe_thread_;
   absl::Notification stop_probe_;
   std::atomic<bool> shutdown_requested_{false};
@@ -114,6 +118,8 @@ absl::StatusOr<int> ServiceRunner::Start() {
         absl::AsciiStrToUpper(impl_->options_.service_name), "_PORT)"));
   }
   impl_->SetServing(true);
+  impl_->keeper_ = std::make_unique<CallbackQueueKeeper>(
+      impl_->server_->InProcessChannel(grpc::ChannelArguments()));
   if (impl_->probe_) {
     impl_->probe_thread_ = std::thread([this] {
       bool serving = true;
@@ -155,6 +161,7 @@ int ServiceRunner::WaitForShutdown() {
   // queued in the server are picked up rather than cancelled by Shutdown.
   absl::SleepFor(std::min(impl_->options_.grace / 4, absl::Seconds(1)));
   // In-flight calls may finish until the deadline; later ones are cancelled.
+  if (impl_->keeper_ != nullptr) impl_->keeper_->Stop();
   impl_->server_->Shutdown(
       absl::ToChronoTime(absl::Now() + impl_->options_.grace));
   for (auto it = impl_->hooks_.rbegin(); it != impl_->hooks_.rend(); ++it) {

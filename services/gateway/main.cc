@@ -2,6 +2,7 @@
 // from the compiled-in descriptors, the HTTP server, and graceful shutdown
 // on SIGTERM/SIGINT (stop accepting, finish in-flight requests, exit 0).
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/callback_queue_keeper.h"
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/server.h"
@@ -133,6 +135,13 @@ int Main(int argc, char** argv) {
         std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
   }
   server_options.io_threads = threads;
+  // Every upstream call uses gRPC's callback API: keep its threads awake
+  // (common/callback_queue_keeper.h) with calls to a local health service.
+  grpc::EnableDefaultHealthCheckService(true);
+  std::unique_ptr<grpc::Server> local_health =
+      grpc::ServerBuilder().BuildAndStart();
+  CallbackQueueKeeper keeper(
+      local_health->InProcessChannel(grpc::ChannelArguments()));
   HttpServer server(server_options, &gateway);
   auto bound = server.Start();
   if (!bound.ok())
@@ -150,6 +159,8 @@ int Main(int argc, char** argv) {
   sigwait(&set, &sig);
   LogInfo("shutting down", {{"signal", absl::StrCat(sig)}});
   server.Shutdown(absl::GetFlag(FLAGS_grace_period));
+  keeper.Stop();
+  local_health->Shutdown();
   LogInfo("stopped");
   return 0;
 }
