@@ -38,6 +38,10 @@ ABSL_FLAG(std::string, mail_from_name, "guestlist", "From display name");
 ABSL_FLAG(int, delivery_workers, 4,
           "delivery threads (each keeps one SMTP connection open)");
 ABSL_FLAG(int, delivery_batch_size, 50, "messages claimed per worker claim");
+ABSL_FLAG(int, delivery_nice, 10,
+          "nice value of the delivery threads (0-19): on a busy machine "
+          "delivery yields the CPU to API calls; queued mail waits, none is "
+          "lost");
 ABSL_FLAG(int, max_attempts, 8, "delivery attempts before a message is FAILED");
 ABSL_FLAG(absl::Duration, lease, absl::Seconds(60),
           "how long a claimed message is reserved for its worker; a crashed "
@@ -152,6 +156,7 @@ int main(int argc, char** argv) {
   DispatcherOptions dispatch;
   dispatch.workers = std::max(1, absl::GetFlag(FLAGS_delivery_workers));
   dispatch.batch_size = std::max(1, absl::GetFlag(FLAGS_delivery_batch_size));
+  dispatch.nice = std::clamp(absl::GetFlag(FLAGS_delivery_nice), 0, 19);
   dispatch.max_attempts = std::max(1, absl::GetFlag(FLAGS_max_attempts));
   dispatch.lease = absl::GetFlag(FLAGS_lease);
   dispatch.poll_interval = absl::GetFlag(FLAGS_delivery_poll_interval);

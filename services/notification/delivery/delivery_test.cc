@@ -1,14 +1,22 @@
 // Unit tests of the delivery helpers that need no database or network: the
-// per-domain rate limiter, the backoff schedule and the file:// transport.
+// per-domain rate limiter, the backoff schedule, the file:// transport and
+// the workers' priority.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/pg.h"
 #include "services/notification/delivery/dispatcher.h"
 #include "services/notification/delivery/mail_sender.h"
 
@@ -46,6 +54,37 @@ TEST(BackoffTest, DoublesUpToTheMaximum) {
   EXPECT_EQ(Dispatcher::Backoff(4, base, max), absl::Seconds(16));
   EXPECT_EQ(Dispatcher::Backoff(5, base, max), absl::Seconds(30));
   EXPECT_EQ(Dispatcher::Backoff(60, base, max), absl::Seconds(30));
+}
+
+// Delivery is background work: its threads run at the configured nice value
+// and yield the CPU to API calls on a shared machine. (No database here: the
+// workers' claims fail and are retried, which does not matter.)
+TEST(DispatcherTest, WorkersRunAtTheConfiguredNiceValue) {
+  pg::Pool pool({.conninfo = "host=/nonexistent dbname=none",
+                 .acquire_timeout = absl::Milliseconds(10)});
+  MessageStore store(&pool);
+  SystemClock clock;
+  auto files = MakeMailSenderFactory({.url = "file:///nonexistent"});
+  ASSERT_TRUE(files.ok());
+  std::atomic<int> nice{-100};
+  absl::Notification started;
+  DispatcherOptions options;
+  options.workers = 1;
+  options.nice = 7;
+  Dispatcher dispatcher(
+      &store, &clock,
+      [&]() {
+        // Called on the worker thread as it starts.
+        nice =
+            getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)));
+        started.Notify();
+        return (*files)();
+      },
+      options);
+  dispatcher.Start();
+  ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  dispatcher.Stop();
+  EXPECT_EQ(nice.load(), 7);
 }
 
 TEST(MailSenderFactoryTest, RejectsUnknownSchemes) {

@@ -1,6 +1,12 @@
 #include "services/notification/delivery/dispatcher.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -84,6 +90,12 @@ absl::Duration Dispatcher::Jittered(absl::Duration d) {
 }
 
 void Dispatcher::Run(int index) {
+  if (options_.nice > 0 &&
+      setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)),
+                  options_.nice) != 0) {
+    LogWarning("could not lower the delivery threads' priority",
+               {{"error", std::strerror(errno)}});
+  }
   const std::string owner = absl::StrCat(options_.owner_prefix, "/", index);
   std::unique_ptr<MailSender> sender = sender_factory_();
   absl::Time next_housekeeping = clock_->Now();

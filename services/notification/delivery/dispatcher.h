@@ -45,6 +45,9 @@ class DomainRateLimiter final {
 struct DispatcherOptions {
   int workers = 4;
   int batch_size = 50;
+  // Nice value of the worker threads (Linux, per thread): delivery is
+  // background work that should not slow API calls on a shared machine.
+  int nice = 0;
   int max_attempts = 8;
   absl::Duration lease = absl::Seconds(60);
   absl::Duration poll_interval = absl::Milliseconds(200);
