@@ -753,12 +753,14 @@ absl::Status ImportService::Execute(Job& job) {
 
   // 2. Apply. Intent rows naming the users about to be created in
   // membership are committed first; then one identity transaction locks
-  // them, applies the grants batch by batch, writes users, invitations,
-  // the invitation emails (outbox) and the final report, deletes the
-  // intents and commits. If the process dies anywhere in between, the
-  // transaction rolls back, the intents unlock and identity's relay (or
-  // the next reader of the job) removes from membership the users identity
-  // does not have: no half-made guest.
+  // them, applies the grants batch by batch (a batch changing existing
+  // users first commits and locks a restore row: their access before),
+  // writes users, invitations, the invitation emails (outbox) and the final
+  // report, deletes the intents and commits. If the process dies anywhere
+  // in between, the transaction rolls back, the rows unlock and identity's
+  // relay (or the next reader of the job) removes from membership the users
+  // identity does not have and restores the ones it changed: no half-made
+  // guest, no half-changed one.
   std::vector<int64_t> intents;
   for (int last = 0;;) {
     ASSIGN_OR_RETURN(auto ids, staging.NewUserIds(last, kIdsPerRead));
