@@ -150,47 +150,94 @@ absl::StatusOr<Result> Connection::ExecPrepared(const std::string& sql,
                                nullptr, 0));
 }
 
-absl::StatusOr<Result> Connection::ExecPreparedAndCommit(const std::string& sql,
-                                                         const Params& params,
-                                                         bool* committed) {
+absl::StatusOr<std::vector<Result>> Connection::ExecPipeline(
+    const std::vector<Statement>& statements, bool commit, bool* committed) {
   *committed = false;
-  ASSIGN_OR_RETURN(std::vector<const char*> values, Values(params));
-  const int n = static_cast<int>(values.size());
-  ASSIGN_OR_RETURN(std::string name, PreparedName(sql, n));
+  // Values and names first: a bad value fails before anything is sent.
+  // Statements not yet prepared on this connection are prepared in the
+  // same pipeline.
+  std::vector<std::vector<const char*>> values;
+  std::vector<std::string> names;
+  std::vector<bool> prepare;
+  absl::flat_hash_map<std::string, std::string> fresh;  // sql -> name
+  for (const Statement& st : statements) {
+    ASSIGN_OR_RETURN(values.emplace_back(), Values(st.params));
+    auto known = prepared_.find(st.sql);
+    auto here = fresh.find(st.sql);
+    prepare.push_back(known == prepared_.end() && here == fresh.end());
+    if (known != prepared_.end()) {
+      names.push_back(known->second);
+    } else if (here != fresh.end()) {
+      names.push_back(here->second);
+    } else {
+      names.push_back(absl::StrCat("gl_", prepared_.size() + fresh.size() + 1));
+      fresh.emplace(st.sql, names.back());
+    }
+  }
   if (PQenterPipelineMode(conn_) != 1) {
     return absl::InternalError("could not enter libpq pipeline mode");
   }
-  const bool sent = PQsendQueryPrepared(conn_, name.c_str(), n, values.data(),
-                                        nullptr, nullptr, 0) == 1 &&
-                    PQsendQueryParams(conn_, "COMMIT", 0, nullptr, nullptr,
-                                      nullptr, nullptr, 0) == 1 &&
-                    PQpipelineSync(conn_) == 1;
-  // The statement's result, the COMMIT's, then the sync point; each query's
-  // results end with a NULL. On a broken connection PQgetResult keeps
-  // returning NULL: healthy() then drops the connection (still in pipeline
-  // mode).
-  PGresult* statement = sent ? PQgetResult(conn_) : nullptr;
-  while (PGresult* extra = statement ? PQgetResult(conn_) : nullptr) {
-    PQclear(extra);
+  bool sent = true;
+  for (size_t i = 0; sent && i < statements.size(); ++i) {
+    const int n = static_cast<int>(values[i].size());
+    if (prepare[i]) {
+      sent = PQsendPrepare(conn_, names[i].c_str(), statements[i].sql.c_str(),
+                           n, nullptr) == 1;
+    }
+    sent =
+        sent && PQsendQueryPrepared(conn_, names[i].c_str(), n,
+                                    values[i].data(), nullptr, nullptr, 0) == 1;
   }
-  PGresult* commit = statement ? PQgetResult(conn_) : nullptr;
-  while (PGresult* extra = commit ? PQgetResult(conn_) : nullptr) {
-    PQclear(extra);
+  if (sent && commit) {
+    sent = PQsendQueryParams(conn_, "COMMIT", 0, nullptr, nullptr, nullptr,
+                             nullptr, 0) == 1;
   }
-  PGresult* sync = commit ? PQgetResult(conn_) : nullptr;
+  sent = sent && PQpipelineSync(conn_) == 1;
+  // Each query's results end with a NULL; then the sync point. On a broken
+  // connection PQgetResult keeps returning NULL: healthy() then drops the
+  // connection (still in pipeline mode).
+  auto next = [this, sent]() -> PGresult* {
+    if (!sent) return nullptr;
+    PGresult* first = PQgetResult(conn_);
+    if (first == nullptr) return nullptr;
+    while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
+    return first;
+  };
+  std::vector<Result> results;
+  absl::Status failed;
+  for (size_t i = 0; i < statements.size(); ++i) {
+    if (prepare[i]) {
+      absl::StatusOr<Result> prepared = Finish(next());
+      if (failed.ok() && !prepared.ok()) failed = prepared.status();
+      if (prepared.ok()) prepared_.emplace(statements[i].sql, names[i]);
+    }
+    absl::StatusOr<Result> r = Finish(next());
+    if (failed.ok() && !r.ok()) failed = r.status();
+    if (r.ok()) results.push_back(*std::move(r));
+  }
+  absl::Status commit_status;
+  if (commit) {
+    PGresult* c = next();
+    // After an error the COMMIT was skipped (PGRES_PIPELINE_ABORTED).
+    if (failed.ok()) {
+      *committed = true;
+      commit_status = Finish(c).status();
+    } else if (c != nullptr) {
+      PQclear(c);
+    }
+  }
+  PGresult* sync = next();
   const bool synced =
       sync != nullptr && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
   if (sync != nullptr) PQclear(sync);
   if (synced) PQexitPipelineMode(conn_);
-  absl::StatusOr<Result> result = Finish(statement);
-  if (!result.ok()) {
-    if (commit != nullptr) PQclear(commit);  // PGRES_PIPELINE_ABORTED
-    return result;
+  if (!failed.ok()) return failed;
+  if (!sent || !synced) {
+    return absl::UnavailableError(
+        "database unavailable, retry later (the connection broke)");
   }
-  *committed = true;
-  absl::StatusOr<Result> done = Finish(commit);
-  if (!done.ok()) return done.status();
-  return result;
+  RETURN_IF_ERROR(commit_status);
+  return results;
 }
 
 absl::Status Connection::ExecScript(const std::string& sql) {
@@ -320,12 +367,12 @@ absl::StatusOr<Result> Transaction::ExecPrepared(const std::string& sql,
   return conn_->ExecPrepared(sql, params);
 }
 
-absl::StatusOr<Result> Transaction::ExecPreparedAndCommit(
-    const std::string& sql, const Params& params) {
+absl::StatusOr<std::vector<Result>> Transaction::ExecPipeline(
+    const std::vector<Statement>& statements, bool commit) {
   if (!status_.ok()) return status_;
   bool committed = false;
-  absl::StatusOr<Result> r =
-      conn_->ExecPreparedAndCommit(sql, params, &committed);
+  absl::StatusOr<std::vector<Result>> r =
+      conn_->ExecPipeline(statements, commit, &committed);
   if (committed) done_ = true;
   return r;
 }

@@ -52,6 +52,12 @@ class Result final {
 absl::Status StatusFromResult(PGconn* conn, const PGresult* res);
 
 // One connection. Not thread-safe; owned by the pool between uses.
+// One statement of a pipeline (Connection::ExecPipeline).
+struct Statement {
+  std::string sql;
+  Params params;
+};
+
 class Connection final {
  public:
   explicit Connection(PGconn* conn) : conn_(conn) {}
@@ -68,15 +74,15 @@ class Connection final {
   // not for searches, where a generic plan can be far worse.
   absl::StatusOr<Result> ExecPrepared(const std::string& sql,
                                       const Params& params = {});
-  // ExecPrepared, then COMMIT, sent together (libpq pipeline mode): one
-  // round trip, and no wait for this client between the two (locks the
-  // statement takes are held only while the server runs both). Returns the
-  // statement's result, or its error (the transaction is then aborted, not
-  // ended: roll it back), or the COMMIT's error (the transaction is over).
-  // `committed` says whether the COMMIT ran (successfully or not).
-  absl::StatusOr<Result> ExecPreparedAndCommit(const std::string& sql,
-                                               const Params& params,
-                                               bool* committed);
+  // Prepared statements (as ExecPrepared), optionally followed by COMMIT,
+  // sent together (libpq pipeline mode): one round trip, and no wait for
+  // this client between them (locks a statement takes are held only while
+  // the server runs the rest). Returns their results in order, or the first
+  // error (the later statements are skipped; the transaction is then
+  // aborted, not ended: roll it back), or the COMMIT's error (the
+  // transaction is over). `committed` says whether the COMMIT ran.
+  absl::StatusOr<std::vector<Result>> ExecPipeline(
+      const std::vector<Statement>& statements, bool commit, bool* committed);
   // Runs one or more statements without parameters (DDL, BEGIN, ...).
   absl::Status ExecScript(const std::string& sql);
   bool healthy() const {
@@ -170,11 +176,11 @@ class Transaction final {
   // As Connection::ExecPrepared (key lookups only).
   absl::StatusOr<Result> ExecPrepared(const std::string& sql,
                                       const Params& params = {});
-  // The transaction's last statement and its commit in one round trip
-  // (Connection::ExecPreparedAndCommit). On the statement's error the
-  // transaction is rolled back as usual (destructor).
-  absl::StatusOr<Result> ExecPreparedAndCommit(const std::string& sql,
-                                               const Params& params = {});
+  // Statements in one round trip (Connection::ExecPipeline), with the
+  // COMMIT if `commit`. On a statement's error the transaction is rolled
+  // back as usual (destructor).
+  absl::StatusOr<std::vector<Result>> ExecPipeline(
+      const std::vector<Statement>& statements, bool commit = false);
   absl::Status Commit();
   Connection& connection() { return *conn_; }
 

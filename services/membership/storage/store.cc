@@ -189,9 +189,9 @@ absl::Time ReadExpiry(const pg::Result& r, int row, int col) {
   return pg::ParseTime(r.Get(row, col));
 }
 
-template <typename Exec>
-absl::StatusOr<LicenseUsage> QueryUsage(Exec&& exec, const std::string& ws) {
-  ASSIGN_OR_RETURN(pg::Result r, exec(kUsage, Params{ws}));
+// The licence usage of kUsage's result.
+absl::StatusOr<LicenseUsage> UsageOf(const pg::Result& r,
+                                     const std::string& ws) {
   if (r.rows() == 0) {
     return absl::NotFoundError(absl::StrCat("workspace ", ws, " not found"));
   }
@@ -201,6 +201,12 @@ absl::StatusOr<LicenseUsage> QueryUsage(Exec&& exec, const std::string& ws) {
   u.used_by_multi_group_guests = static_cast<int>(r.GetInt(0, 2));
   u.single_group_guests = static_cast<int>(r.GetInt(0, 3));
   return u;
+}
+
+template <typename Exec>
+absl::StatusOr<LicenseUsage> QueryUsage(Exec&& exec, const std::string& ws) {
+  ASSIGN_OR_RETURN(pg::Result r, exec(kUsage, Params{ws}));
+  return UsageOf(r, ws);
 }
 
 // Usage as seen by `tx`. Exact while `tx` holds the workspace lock (no
@@ -269,9 +275,9 @@ struct GrantsOutcome {
 // every one locks the user row first (LockParents, or the locking reads
 // above).
 //
-// With `commit`, a plan that writes also commits: the new users' INSERT
-// (the write that locks the workspace row) goes in one round trip with the
-// COMMIT.
+// The writes go in one round trip (libpq pipeline); with `commit`, with the
+// COMMIT: the new users' INSERT (the write that locks the workspace row)
+// and the COMMIT then run with no client wait in between.
 absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
     pg::Transaction& tx, const std::string& ws,
     const google::protobuf::RepeatedPtrField<v1::UserGrants>& users,
@@ -289,39 +295,45 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
   // SHARE as it reads them (see LockParents): one statement each, and a
   // concurrent delete is either waited for (and the row then found gone)
   // or kept out until this transaction ends.
+  // The reads go together in one round trip (libpq pipeline): the groups
+  // and apps named, the users, the licence usage.
   const char* const lock = dry_run ? "" : " FOR KEY SHARE";
+  std::vector<pg::Statement> reads;
+  if (!group_ids.empty()) {
+    reads.push_back({absl::StrCat("SELECT id FROM membership.groups WHERE "
+                                  "workspace_id = $1 AND id = "
+                                  "ANY($2::uuid[])",
+                                  lock),
+                     {ws, pg::TextArray(group_ids)}});
+  }
+  if (!app_ids.empty()) {
+    reads.push_back({absl::StrCat("SELECT id FROM membership.apps WHERE "
+                                  "workspace_id = $1 AND id = "
+                                  "ANY($2::uuid[])",
+                                  lock),
+                     {ws, pg::TextArray(app_ids)}});
+  }
+  reads.push_back({absl::StrCat("SELECT id, workspace_id, kind, status, "
+                                "version, username FROM membership.users "
+                                "WHERE id = ANY($1::uuid[])",
+                                lock),
+                   {pg::TextArray(user_ids)}});
+  reads.push_back({kUsage, {ws}});
+  ASSIGN_OR_RETURN(std::vector<pg::Result> read, tx.ExecPipeline(reads));
+  size_t next_read = 0;
   absl::flat_hash_set<std::string> known_groups, known_apps;
   if (!group_ids.empty()) {
-    ASSIGN_OR_RETURN(
-        pg::Result r,
-        tx.ExecPrepared(absl::StrCat("SELECT id FROM membership.groups "
-                                     "WHERE workspace_id = $1 AND id = "
-                                     "ANY($2::uuid[])",
-                                     lock),
-                        {ws, pg::TextArray(group_ids)}));
+    const pg::Result& r = read[next_read++];
     for (int i = 0; i < r.rows(); ++i) known_groups.insert(r.Get(i, 0));
   }
   if (!app_ids.empty()) {
-    ASSIGN_OR_RETURN(
-        pg::Result r,
-        tx.ExecPrepared(absl::StrCat("SELECT id FROM membership.apps "
-                                     "WHERE workspace_id = $1 AND id = "
-                                     "ANY($2::uuid[])",
-                                     lock),
-                        {ws, pg::TextArray(app_ids)}));
+    const pg::Result& r = read[next_read++];
     for (int i = 0; i < r.rows(); ++i) known_apps.insert(r.Get(i, 0));
   }
   absl::flat_hash_map<std::string, Existing> existing;
+  std::vector<std::string> found;  // memberships exist only for these
   {
-    ASSIGN_OR_RETURN(
-        pg::Result r,
-        tx.ExecPrepared(
-            absl::StrCat("SELECT id, workspace_id, kind, status, "
-                         "version, username FROM membership.users WHERE "
-                         "id = ANY($1::uuid[])",
-                         lock),
-            {pg::TextArray(user_ids)}));
-    std::vector<std::string> found;  // memberships exist only for these
+    const pg::Result& r = read[next_read++];
     found.reserve(r.rows());
     for (int i = 0; i < r.rows(); ++i) {
       Existing& e = existing[r.Get(i, 0)];
@@ -332,31 +344,28 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
       e.username = r.Get(i, 5);
       found.push_back(r.Get(i, 0));
     }
-    // A batch of new users (an import) skips both lookups.
-    if (!found.empty()) {
-      ASSIGN_OR_RETURN(
-          pg::Result m,
-          tx.ExecPrepared(
-              "SELECT user_id, group_id, role FROM "
-              "membership.group_members WHERE user_id = ANY($1::uuid[])",
-              {pg::TextArray(found)}));
-      for (int i = 0; i < m.rows(); ++i) {
-        existing[m.Get(i, 0)].groups[m.Get(i, 1)] =
-            static_cast<int>(m.GetInt(i, 2));
-      }
-      ASSIGN_OR_RETURN(
-          pg::Result p,
-          tx.ExecPrepared(
-              "SELECT user_id, app_id, privilege FROM "
+  }
+  ASSIGN_OR_RETURN(out.before, UsageOf(read[next_read++], ws));
+  // A batch of new users (an import, an invite) skips both lookups.
+  if (!found.empty()) {
+    ASSIGN_OR_RETURN(
+        std::vector<pg::Result> access,
+        tx.ExecPipeline(
+            {{"SELECT user_id, group_id, role FROM membership.group_members "
+              "WHERE user_id = ANY($1::uuid[])",
+              {pg::TextArray(found)}},
+             {"SELECT user_id, app_id, privilege FROM "
               "membership.app_privileges WHERE user_id = ANY($1::uuid[])",
-              {pg::TextArray(found)}));
-      for (int i = 0; i < p.rows(); ++i) {
-        existing[p.Get(i, 0)].privileges[p.Get(i, 1)] =
-            static_cast<int>(p.GetInt(i, 2));
-      }
+              {pg::TextArray(found)}}}));
+    for (int i = 0; i < access[0].rows(); ++i) {
+      existing[access[0].Get(i, 0)].groups[access[0].Get(i, 1)] =
+          static_cast<int>(access[0].GetInt(i, 2));
+    }
+    for (int i = 0; i < access[1].rows(); ++i) {
+      existing[access[1].Get(i, 0)].privileges[access[1].Get(i, 1)] =
+          static_cast<int>(access[1].GetInt(i, 2));
     }
   }
-  ASSIGN_OR_RETURN(out.before, TxUsage(tx, ws));
   LicenseUsage usage = out.before;
 
   // Planned writes, for the users that pass; `creates` with their group
@@ -532,11 +541,14 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
   // A refused user leaves the decision to the caller.
   if (out.any_failed) commit = false;
 
+  // The writes go to the server together, in this order, in one round trip
+  // (with the COMMIT when `commit`): no client wait between them.
+  std::vector<pg::Statement> writes;
   // The users' columns as arrays for unnest. `counts`: the group_count of
   // each (creates only).
   auto write_users = [&](const std::vector<const v1::UserRecord*>& records,
-                         const std::vector<int64_t>* counts) -> absl::Status {
-    if (records.empty()) return absl::OkStatus();
+                         const std::vector<int64_t>* counts) {
+    if (records.empty()) return;
     std::vector<std::string> ids, usernames, emails, firsts, lasts, expires,
         created;
     std::vector<int64_t> kinds, statuses, versions;
@@ -556,113 +568,110 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
                             ? *pg::Time(FromProtoTime(r->create_time()))
                             : "");
     }
+    pg::Params params = {ws,
+                         pg::TextArray(ids),
+                         pg::TextArray(usernames),
+                         pg::TextArray(emails),
+                         pg::TextArray(firsts),
+                         pg::TextArray(lasts),
+                         IntArray(kinds),
+                         IntArray(statuses),
+                         pg::TextArray(expires),
+                         pg::TextArray(created),
+                         IntArray(versions)};
     if (counts != nullptr) {
-      auto exec = commit ? &pg::Transaction::ExecPreparedAndCommit
-                         : &pg::Transaction::ExecPrepared;
-      return (tx.*exec)(
-                 "INSERT INTO membership.users (id, workspace_id, username, "
-                 "email, first_name, last_name, kind, status, "
-                 "access_expire_time, create_time, version, group_count) "
-                 "SELECT x.id::uuid, $1::uuid, x.username, x.email, x.first, "
-                 "x.last, x.kind, x.status, "
-                 "NULLIF(x.expire, '')::timestamptz, "
-                 "COALESCE(NULLIF(x.created, '')::timestamptz, now()), "
-                 "x.version, x.groups FROM unnest($2::text[], $3::text[], "
-                 "$4::text[], $5::text[], $6::text[], $7::smallint[], "
-                 "$8::smallint[], $9::text[], $10::text[], $11::bigint[], "
-                 "$12::integer[]) AS x(id, username, email, first, last, kind, "
-                 "status, expire, created, version, groups)",
-                 {ws, pg::TextArray(ids), pg::TextArray(usernames),
-                  pg::TextArray(emails), pg::TextArray(firsts),
-                  pg::TextArray(lasts), IntArray(kinds), IntArray(statuses),
-                  pg::TextArray(expires), pg::TextArray(created),
-                  IntArray(versions), IntArray(*counts)})
-          .status();
+      params.push_back(IntArray(*counts));
+      writes.push_back(
+          {"INSERT INTO membership.users (id, workspace_id, username, "
+           "email, first_name, last_name, kind, status, "
+           "access_expire_time, create_time, version, group_count) "
+           "SELECT x.id::uuid, $1::uuid, x.username, x.email, x.first, "
+           "x.last, x.kind, x.status, NULLIF(x.expire, '')::timestamptz, "
+           "COALESCE(NULLIF(x.created, '')::timestamptz, now()), "
+           "x.version, x.groups FROM unnest($2::text[], $3::text[], "
+           "$4::text[], $5::text[], $6::text[], $7::smallint[], "
+           "$8::smallint[], $9::text[], $10::text[], $11::bigint[], "
+           "$12::integer[]) AS x(id, username, email, first, last, kind, "
+           "status, expire, created, version, groups)",
+           std::move(params)});
+      return;
     }
-    return tx
-        .ExecPrepared(
-            "INSERT INTO membership.users (id, workspace_id, username, "
-            "email, first_name, last_name, kind, status, "
-            "access_expire_time, create_time, version) "
-            "SELECT x.id::uuid, $1::uuid, x.username, x.email, x.first, "
-            "x.last, x.kind, x.status, NULLIF(x.expire, '')::timestamptz, "
-            "COALESCE(NULLIF(x.created, '')::timestamptz, now()), "
-            "x.version FROM unnest($2::text[], $3::text[], $4::text[], "
-            "$5::text[], $6::text[], $7::smallint[], $8::smallint[], "
-            "$9::text[], $10::text[], $11::bigint[]) AS x(id, username, "
-            "email, first, last, kind, status, expire, created, version) "
-            "ON CONFLICT (id) DO UPDATE SET username = EXCLUDED.username, "
-            "email = EXCLUDED.email, first_name = EXCLUDED.first_name, "
-            "last_name = EXCLUDED.last_name, kind = EXCLUDED.kind, "
-            "status = EXCLUDED.status, "
-            "access_expire_time = EXCLUDED.access_expire_time, "
-            "version = EXCLUDED.version "
-            "WHERE membership.users.version < EXCLUDED.version",
-            {ws, pg::TextArray(ids), pg::TextArray(usernames),
-             pg::TextArray(emails), pg::TextArray(firsts), pg::TextArray(lasts),
-             IntArray(kinds), IntArray(statuses), pg::TextArray(expires),
-             pg::TextArray(created), IntArray(versions)})
-        .status();
+    writes.push_back(
+        {"INSERT INTO membership.users (id, workspace_id, username, "
+         "email, first_name, last_name, kind, status, "
+         "access_expire_time, create_time, version) "
+         "SELECT x.id::uuid, $1::uuid, x.username, x.email, x.first, "
+         "x.last, x.kind, x.status, NULLIF(x.expire, '')::timestamptz, "
+         "COALESCE(NULLIF(x.created, '')::timestamptz, now()), "
+         "x.version FROM unnest($2::text[], $3::text[], $4::text[], "
+         "$5::text[], $6::text[], $7::smallint[], $8::smallint[], "
+         "$9::text[], $10::text[], $11::bigint[]) AS x(id, username, "
+         "email, first, last, kind, status, expire, created, version) "
+         "ON CONFLICT (id) DO UPDATE SET username = EXCLUDED.username, "
+         "email = EXCLUDED.email, first_name = EXCLUDED.first_name, "
+         "last_name = EXCLUDED.last_name, kind = EXCLUDED.kind, "
+         "status = EXCLUDED.status, "
+         "access_expire_time = EXCLUDED.access_expire_time, "
+         "version = EXCLUDED.version "
+         "WHERE membership.users.version < EXCLUDED.version",
+         std::move(params)});
   };
   if (!new_g.empty()) {
     // See above: the new users' memberships first, the users last.
-    RETURN_IF_ERROR(
-        tx.ExecPrepared("INSERT INTO membership.group_members (group_id, "
-                        "user_id, role) SELECT d.g, d.u, 1 FROM "
-                        "unnest($1::uuid[], $2::uuid[]) AS d(g, u)",
-                        {pg::TextArray(new_g), pg::TextArray(new_u)})
-            .status());
+    writes.push_back(
+        {"INSERT INTO membership.group_members (group_id, "
+         "user_id, role) SELECT d.g, d.u, 1 FROM "
+         "unnest($1::uuid[], $2::uuid[]) AS d(g, u)",
+         {pg::TextArray(new_g), pg::TextArray(new_u)}});
   }
-  RETURN_IF_ERROR(write_users(upserts, nullptr));
+  write_users(upserts, nullptr);
   if (!del_g.empty()) {
-    RETURN_IF_ERROR(
-        tx.ExecPrepared("DELETE FROM membership.group_members gm USING "
-                        "unnest($1::uuid[], $2::uuid[]) AS d(g, u) "
-                        "WHERE gm.group_id = d.g AND gm.user_id = d.u",
-                        {pg::TextArray(del_g), pg::TextArray(del_u)})
-            .status());
+    writes.push_back(
+        {"DELETE FROM membership.group_members gm USING "
+         "unnest($1::uuid[], $2::uuid[]) AS d(g, u) "
+         "WHERE gm.group_id = d.g AND gm.user_id = d.u",
+         {pg::TextArray(del_g), pg::TextArray(del_u)}});
   }
   if (!add_g.empty()) {
-    RETURN_IF_ERROR(
-        tx.ExecPrepared(
-              "INSERT INTO membership.group_members (group_id, user_id, "
-              "role) SELECT d.g, d.u, 1 FROM unnest($1::uuid[], "
-              "$2::uuid[]) AS d(g, u) ON CONFLICT DO NOTHING",
-              {pg::TextArray(add_g), pg::TextArray(add_u)})
-            .status());
+    writes.push_back(
+        {"INSERT INTO membership.group_members (group_id, "
+         "user_id, role) SELECT d.g, d.u, 1 FROM "
+         "unnest($1::uuid[], $2::uuid[]) AS d(g, u) "
+         "ON CONFLICT DO NOTHING",
+         {pg::TextArray(add_g), pg::TextArray(add_u)}});
   }
   if (!demote.empty()) {
-    RETURN_IF_ERROR(
-        tx.ExecPrepared("UPDATE membership.group_members SET role = 1 "
-                        "WHERE user_id = ANY($1::uuid[]) AND role = 2",
-                        {pg::TextArray(demote)})
-            .status());
+    writes.push_back(
+        {"UPDATE membership.group_members SET role = 1 "
+         "WHERE user_id = ANY($1::uuid[]) AND role = 2",
+         {pg::TextArray(demote)}});
   }
   if (!delp_a.empty()) {
-    RETURN_IF_ERROR(
-        tx.ExecPrepared("DELETE FROM membership.app_privileges p USING "
-                        "unnest($1::uuid[], $2::uuid[]) AS d(a, u) "
-                        "WHERE p.app_id = d.a AND p.user_id = d.u",
-                        {pg::TextArray(delp_a), pg::TextArray(delp_u)})
-            .status());
+    writes.push_back(
+        {"DELETE FROM membership.app_privileges p USING "
+         "unnest($1::uuid[], $2::uuid[]) AS d(a, u) "
+         "WHERE p.app_id = d.a AND p.user_id = d.u",
+         {pg::TextArray(delp_a), pg::TextArray(delp_u)}});
   }
   if (!setp_a.empty()) {
-    RETURN_IF_ERROR(
-        tx.ExecPrepared(
-              "INSERT INTO membership.app_privileges (app_id, user_id, "
-              "privilege) SELECT d.a, d.u, d.p FROM unnest($1::uuid[], "
-              "$2::uuid[], $3::smallint[]) AS d(a, u, p) "
-              "ON CONFLICT (app_id, user_id) DO UPDATE SET privilege = "
-              "EXCLUDED.privilege, update_time = now()",
-              {pg::TextArray(setp_a), pg::TextArray(setp_u), IntArray(setp_p)})
-            .status());
+    writes.push_back(
+        {"INSERT INTO membership.app_privileges (app_id, user_id, "
+         "privilege) SELECT d.a, d.u, d.p FROM unnest($1::uuid[], "
+         "$2::uuid[], $3::smallint[]) AS d(a, u, p) "
+         "ON CONFLICT (app_id, user_id) DO UPDATE SET privilege = "
+         "EXCLUDED.privilege, update_time = now()",
+         {pg::TextArray(setp_a), pg::TextArray(setp_u), IntArray(setp_p)}});
   }
   // The new users last: their INSERT moves the licence counters, which
   // locks the workspace row until commit (V003). Every other write of the
   // request is done by then, so concurrent invites of the workspace queue
   // on that row for the counters and the commit only.
-  RETURN_IF_ERROR(write_users(creates, &create_group_counts));
-  if (commit && creates.empty()) RETURN_IF_ERROR(tx.Commit());
+  write_users(creates, &create_group_counts);
+  if (writes.empty()) {
+    if (commit) RETURN_IF_ERROR(tx.Commit());
+    return out;
+  }
+  RETURN_IF_ERROR(tx.ExecPipeline(writes, commit).status());
   return out;
 }
 
