@@ -162,6 +162,11 @@ absl::StatusOr<std::vector<Result>> Connection::ExecPipeline(
   absl::flat_hash_map<std::string, std::string> fresh;  // sql -> name
   for (const Statement& st : statements) {
     ASSIGN_OR_RETURN(values.emplace_back(), Values(st.params));
+    if (!st.prepared) {
+      prepare.push_back(false);
+      names.emplace_back();  // the unnamed statement
+      continue;
+    }
     auto known = prepared_.find(st.sql);
     auto here = fresh.find(st.sql);
     prepare.push_back(known == prepared_.end() && here == fresh.end());
@@ -180,6 +185,11 @@ absl::StatusOr<std::vector<Result>> Connection::ExecPipeline(
   bool sent = true;
   for (size_t i = 0; sent && i < statements.size(); ++i) {
     const int n = static_cast<int>(values[i].size());
+    if (!statements[i].prepared) {
+      sent = PQsendQueryParams(conn_, statements[i].sql.c_str(), n, nullptr,
+                               values[i].data(), nullptr, nullptr, 0) == 1;
+      continue;
+    }
     if (prepare[i]) {
       sent = PQsendPrepare(conn_, names[i].c_str(), statements[i].sql.c_str(),
                            n, nullptr) == 1;

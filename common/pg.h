@@ -56,6 +56,9 @@ absl::Status StatusFromResult(PGconn* conn, const PGresult* res);
 struct Statement {
   std::string sql;
   Params params;
+  // false: planned for its values each time (as Exec), for searches
+  // whose best plan depends on them.
+  bool prepared = true;
 };
 
 class Connection final {
@@ -74,7 +77,8 @@ class Connection final {
   // not for searches, where a generic plan can be far worse.
   absl::StatusOr<Result> ExecPrepared(const std::string& sql,
                                       const Params& params = {});
-  // Prepared statements (as ExecPrepared), optionally followed by COMMIT,
+  // Statements (prepared as ExecPrepared unless said otherwise), optionally
+  // followed by COMMIT,
   // sent together (libpq pipeline mode): one round trip, and no wait for
   // this client between them (locks a statement takes are held only while
   // the server runs the rest). Returns their results in order, or the first

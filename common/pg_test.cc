@@ -91,7 +91,8 @@ TEST_F(PgTest, TransactionRollsBackUnlessCommitted) {
 }
 
 // Statements and COMMIT in one pipeline: results in order (a statement
-// new to the connection is prepared on the way, once even if repeated);
+// new to the connection is prepared on the way, once even if repeated; an
+// unprepared one is planned for its values);
 // on a statement's error the later ones are skipped and nothing is
 // committed; on the COMMIT's error (a deferred constraint) the transaction
 // is over. The connection is back out of pipeline mode and reused each time
@@ -115,9 +116,10 @@ TEST_F(PgTest, StatementsAndCommitInOneRoundTrip) {
     EXPECT_TRUE((*conn)->healthy());
     return r;
   };
-  absl::StatusOr<std::vector<pg::Result>> ok = run({{insert, {pg::Int(1), "a"}},
-                                                    {insert, {pg::Int(2), "b"}},
-                                                    {count, {pg::Int(100)}}});
+  absl::StatusOr<std::vector<pg::Result>> ok =
+      run({{insert, {pg::Int(1), "a"}},
+           {insert, {pg::Int(2), "b"}},
+           {count, {pg::Int(100)}, /*prepared=*/false}});
   ASSERT_TRUE(ok.ok()) << ok.status();
   ASSERT_EQ(ok->size(), 3u);
   EXPECT_EQ((*ok)[0].GetInt(0, 0), 10);

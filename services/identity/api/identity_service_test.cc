@@ -498,6 +498,12 @@ TEST_F(IdentityTest, InviteEmailsLinkAndOnlyOneOfConcurrentAcceptsWins) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS);
   EXPECT_TRUE(absl::StrContains(s.error_message(), "ACTIVE"))
       << s.error_message();
+  // The refused invite's intent row (written with its reads) is gone.
+  auto intents = env->pool->Exec(
+      "SELECT count(*) FROM identity.outbox WHERE topic = "
+      "'identity.ReconcileInvite'");
+  ASSERT_TRUE(intents.ok()) << intents.status();
+  EXPECT_EQ(intents->GetInt(0, 0), 0);
 }
 
 TEST_F(IdentityTest, ResendKillsTheOldTokenAndRevokeKillsTheNew) {

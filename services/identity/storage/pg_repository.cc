@@ -1041,13 +1041,6 @@ class PgTx final : public IdentityTx {
       const std::string& username, const OutboxMessage* intent,
       absl::Duration delay) override {
     InvitePrelude out;
-    if (!username.empty()) {
-      // Not part of the prepared statement below (see kInvitePrelude): a
-      // statement of its own, planned for its values.
-      ASSIGN_OR_RETURN(out.existing,
-                       FindUserByUsername(workspace_id, username, false));
-      if (out.existing.has_value()) intent = nullptr;
-    }
     Params params = {workspace_id, pg::NullIfEmpty(inviter_id)};
     if (intent != nullptr) {
       params.push_back(intent->topic);
@@ -1057,7 +1050,27 @@ class PgTx final : public IdentityTx {
       params.push_back(std::nullopt);
     }
     params.push_back(absl::StrCat(absl::ToDoubleSeconds(delay)));
-    ASSIGN_OR_RETURN(pg::Result r, Prepared(kInvitePrelude, params));
+    // One round trip: the username's holder (not part of the prepared
+    // statement, see kInvitePrelude: planned for its values) and the
+    // prelude. The intent row is written even when the username turns out
+    // taken; the caller, refusing the invite, deletes it.
+    std::vector<pg::Statement> statements;
+    if (!username.empty()) {
+      statements.push_back({absl::StrCat("SELECT ", kUserColumns,
+                                         " FROM identity.users WHERE "
+                                         "workspace_id = $1 AND "
+                                         "lower(username) = lower($2)"),
+                            {workspace_id, username},
+                            /*prepared=*/false});
+    }
+    statements.push_back({kInvitePrelude, std::move(params)});
+    bool committed = false;
+    ASSIGN_OR_RETURN(std::vector<pg::Result> results,
+                     conn_.ExecPipeline(statements, false, &committed));
+    if (!username.empty() && results[0].rows() > 0) {
+      out.existing = ReadUser(results[0], 0);
+    }
+    const pg::Result& r = results.back();
     for (int i = 0; i < r.rows(); ++i) {
       const std::string tag = r.Get(i, kPreludeTagColumn);
       if (tag == "w") {

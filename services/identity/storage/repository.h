@@ -177,12 +177,13 @@ class IdentityTx {
   // finds it again if the transaction rolls back. Aborted if it is gone.
   virtual absl::Status TakeOutboxRow(int64_t id) = 0;
 
-  // InviteUser's reads: the user holding `username` in the workspace (when
-  // not empty), then in one statement the workspace, the inviter (when
-  // `inviter_id` is not empty) and, when `intent` is given, the workspace
-  // exists and the username is free, the intent row (an outbox row due
-  // after `delay`). Meant for Repository::Autocommit, where the intent row
-  // is committed by the statement itself.
+  // InviteUser's reads, in one round trip: the user holding `username` in
+  // the workspace (when not empty), the workspace, the inviter (when
+  // `inviter_id` is not empty) and, when `intent` is given and the
+  // workspace exists, the intent row (an outbox row due after `delay`;
+  // written even when the username is taken: the caller, refusing the
+  // invite, deletes it). Meant for Repository::Autocommit, where the intent
+  // row is committed with the reads.
   virtual absl::StatusOr<InvitePrelude> LoadInvitePrelude(
       const std::string& workspace_id, const std::string& inviter_id,
       const std::string& username, const OutboxMessage* intent,
