@@ -14,15 +14,12 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/slowdown.h"
 
 namespace guestlist {
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr double kSlowdown = 4;
-#else
-constexpr double kSlowdown = 1;
-#endif
+using ::guestlist::testing::kSlowdown;
 
 class CallbackQueueKeeperTest : public ::testing::Test {
  protected:

@@ -33,6 +33,7 @@
 #include "gtest/gtest.h"
 #include "guestlist/identity/v1/identity.grpc.pb.h"
 #include "services/notification/testing/smtp_sink.h"
+#include "tests/testing/slowdown.h"
 #include "tests/testing/stack.h"
 
 namespace guestlist {
@@ -46,13 +47,7 @@ using json = nlohmann::json;
 using HealthStatus = grpc::health::v1::HealthCheckResponse;
 
 constexpr char kPassword[] = "a long enough password";
-// Sanitized builds run several times slower; time bounds scale with that
-// (the bounds are about staying fast, not about the sanitizer).
-#if defined(__SANITIZE_ADDRESS__)
-constexpr double kSlowdown = 4;
-#else
-constexpr double kSlowdown = 1;
-#endif
+using ::guestlist::testing::kSlowdown;
 // Notification's delivery workers (its default); bounds duplicates per crash:
 // each worker has at most one message between "SMTP accepted" and "marked
 // SENT" when it dies.
