@@ -128,26 +128,20 @@ absl::StatusOr<Result> Connection::Exec(const std::string& sql,
                              values.data(), nullptr, nullptr, 0));
 }
 
-absl::StatusOr<std::string> Connection::PreparedName(const std::string& sql,
-                                                     int params) {
-  auto it = prepared_.find(sql);
-  if (it == prepared_.end()) {
-    const std::string name = absl::StrCat("gl_", prepared_.size() + 1);
-    RETURN_IF_ERROR(
-        Finish(PQprepare(conn_, name.c_str(), sql.c_str(), params, nullptr))
-            .status());
-    it = prepared_.emplace(sql, name).first;
-  }
-  return it->second;
-}
-
 absl::StatusOr<Result> Connection::ExecPrepared(const std::string& sql,
                                                 const Params& params) {
   ASSIGN_OR_RETURN(std::vector<const char*> values, Values(params));
-  const int n = static_cast<int>(values.size());
-  ASSIGN_OR_RETURN(std::string name, PreparedName(sql, n));
-  return Finish(PQexecPrepared(conn_, name.c_str(), n, values.data(), nullptr,
-                               nullptr, 0));
+  auto it = prepared_.find(sql);
+  if (it == prepared_.end()) {
+    const std::string name = NewPreparedName();
+    RETURN_IF_ERROR(Finish(PQprepare(conn_, name.c_str(), sql.c_str(),
+                                     static_cast<int>(values.size()), nullptr))
+                        .status());
+    it = prepared_.emplace(sql, name).first;
+  }
+  return Finish(PQexecPrepared(conn_, it->second.c_str(),
+                               static_cast<int>(values.size()), values.data(),
+                               nullptr, nullptr, 0));
 }
 
 absl::StatusOr<std::vector<Result>> Connection::ExecPipeline(
@@ -175,7 +169,7 @@ absl::StatusOr<std::vector<Result>> Connection::ExecPipeline(
     } else if (here != fresh.end()) {
       names.push_back(here->second);
     } else {
-      names.push_back(absl::StrCat("gl_", prepared_.size() + fresh.size() + 1));
+      names.push_back(NewPreparedName(fresh.size()));
       fresh.emplace(st.sql, names.back());
     }
   }

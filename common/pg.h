@@ -14,6 +14,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
@@ -51,7 +52,6 @@ class Result final {
 // 40001/40P01 Aborted, 57014 DeadlineExceeded, 08xxx/57P0x/lost Unavailable.
 absl::Status StatusFromResult(PGconn* conn, const PGresult* res);
 
-// One connection. Not thread-safe; owned by the pool between uses.
 // One statement of a pipeline (Connection::ExecPipeline).
 struct Statement {
   std::string sql;
@@ -61,6 +61,7 @@ struct Statement {
   bool prepared = true;
 };
 
+// One connection. Not thread-safe; owned by the pool between uses.
 class Connection final {
  public:
   explicit Connection(PGconn* conn) : conn_(conn) {}
@@ -78,13 +79,12 @@ class Connection final {
   absl::StatusOr<Result> ExecPrepared(const std::string& sql,
                                       const Params& params = {});
   // Statements (prepared as ExecPrepared unless said otherwise), optionally
-  // followed by COMMIT,
-  // sent together (libpq pipeline mode): one round trip, and no wait for
-  // this client between them (locks a statement takes are held only while
-  // the server runs the rest). Returns their results in order, or the first
-  // error (the later statements are skipped; the transaction is then
-  // aborted, not ended: roll it back), or the COMMIT's error (the
-  // transaction is over). `committed` says whether the COMMIT ran.
+  // followed by COMMIT, sent together (libpq pipeline mode): one round
+  // trip, and no wait for this client between them (locks a statement
+  // takes are held only while the server runs the rest). Returns their results
+  // in order, or the first error (the later statements are skipped; the
+  // transaction is then aborted, not ended: roll it back), or the COMMIT's
+  // error (the transaction is over). `committed` says whether the COMMIT ran.
   absl::StatusOr<std::vector<Result>> ExecPipeline(
       const std::vector<Statement>& statements, bool commit, bool* committed);
   // Runs one or more statements without parameters (DDL, BEGIN, ...).
@@ -96,8 +96,11 @@ class Connection final {
   PGconn* raw() { return conn_; }
 
  private:
-  // The name of `sql`'s prepared statement, preparing it on first use.
-  absl::StatusOr<std::string> PreparedName(const std::string& sql, int params);
+  // The name for a statement prepared after `pending` others that are not
+  // in prepared_ yet.
+  std::string NewPreparedName(size_t pending = 0) const {
+    return absl::StrCat("gl_", prepared_.size() + pending + 1);
+  }
   // Values as libpq takes them; InvalidArgument on a NUL byte.
   static absl::StatusOr<std::vector<const char*>> Values(const Params& params);
   absl::StatusOr<Result> Finish(PGresult* res);
