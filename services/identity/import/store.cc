@@ -19,11 +19,6 @@ namespace {
 constexpr char kUserColumns[] =
     "id, username, email, first_name, last_name, kind, status, "
     "metadata::text, access_expire_time, version, create_time ";
-const std::string& SelectUser() {
-  static const std::string* sql = new std::string(
-      absl::StrCat("SELECT ", kUserColumns, "FROM identity.users "));
-  return *sql;
-}
 
 ExistingUser UserFromRow(const pg::Result& r, int i) {
   ExistingUser u;
@@ -163,10 +158,11 @@ ImportStore::FindUsersByUsername(const std::string& workspace_id,
         lower.begin() + std::min(lower.size(), start + kBatch));
     ASSIGN_OR_RETURN(
         pg::Result r,
-        pool_->Exec(absl::StrCat(SelectUser(),
-                                 "WHERE workspace_id = $1::uuid AND "
-                                 "lower(username) = ANY($2::text[])"),
-                    {workspace_id, pg::TextArray(batch)}));
+        pool_->Exec(
+            absl::StrCat("SELECT ", kUserColumns, "FROM identity.users ",
+                         "WHERE workspace_id = $1::uuid AND "
+                         "lower(username) = ANY($2::text[])"),
+            {workspace_id, pg::TextArray(batch)}));
     for (int i = 0; i < r.rows(); ++i) {
       ExistingUser u = UserFromRow(r, i);
       std::string key = absl::AsciiStrToLower(u.username);
@@ -183,7 +179,7 @@ absl::StatusOr<std::vector<ExistingUser>> ImportStore::ListUsers(
       pg::Result r,
       pool_->Exec(
           absl::StrCat(
-              SelectUser(),
+              "SELECT ", kUserColumns, "FROM identity.users ",
               "WHERE workspace_id = $1::uuid "
               "AND ($2 = '' OR kind = $2) "
               "AND (CASE WHEN $3 = '' THEN status <> 'ARCHIVED' "

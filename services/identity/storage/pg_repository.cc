@@ -44,6 +44,13 @@ constexpr int kBranchCap = 5000;
 // counting (see ListUsers).
 constexpr int64_t kSureDenseEstimate = 4 * kBranchCap;
 
+// The user holding username $2 in workspace $1 (case-insensitively).
+std::string FindUserByUsernameSql() {
+  return absl::StrCat("SELECT ", kUserColumns,
+                      " FROM identity.users WHERE workspace_id = $1 "
+                      "AND lower(username) = lower($2)");
+}
+
 // A users INSERT refused by the unique username index.
 absl::Status UsernameTaken(const std::string& username) {
   return absl::AlreadyExistsError(absl::StrCat(
@@ -365,13 +372,10 @@ class PgTx final : public IdentityTx {
   absl::StatusOr<std::optional<UserRecord>> FindUserByUsername(
       const std::string& workspace_id, const std::string& username,
       bool for_update) override {
-    ASSIGN_OR_RETURN(
-        pg::Result r,
-        Exec(absl::StrCat("SELECT ", kUserColumns,
-                          " FROM identity.users WHERE workspace_id = $1 "
-                          "AND lower(username) = lower($2)",
-                          for_update ? " FOR UPDATE" : ""),
-             {workspace_id, username}));
+    ASSIGN_OR_RETURN(pg::Result r,
+                     Exec(absl::StrCat(FindUserByUsernameSql(),
+                                       for_update ? " FOR UPDATE" : ""),
+                          {workspace_id, username}));
     if (r.rows() == 0) return std::optional<UserRecord>();
     return std::optional<UserRecord>(ReadUser(r, 0));
   }
@@ -1056,10 +1060,7 @@ class PgTx final : public IdentityTx {
     // taken; the caller, refusing the invite, deletes it.
     std::vector<pg::Statement> statements;
     if (!username.empty()) {
-      statements.push_back({absl::StrCat("SELECT ", kUserColumns,
-                                         " FROM identity.users WHERE "
-                                         "workspace_id = $1 AND "
-                                         "lower(username) = lower($2)"),
+      statements.push_back({FindUserByUsernameSql(),
                             {workspace_id, username},
                             /*prepared=*/false});
     }
