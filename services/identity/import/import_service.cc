@@ -27,8 +27,29 @@ constexpr char kCsvContentType[] = "text/csv; charset=utf-8";
 // New users' ids read back from staging at a time (intents, compensation):
 // bounds memory independently of the grants batch.
 constexpr int kIdsPerRead = 50000;
-// Users per membership.GetUserAccess call (see PlanBatch).
+// Users per membership.GetUserAccess call: a member can be in hundreds of
+// groups, and the answer must stay well under gRPC's 16 MiB limit.
 constexpr int kAccessPerCall = 1000;
+
+// Calls `fn` with membership's access of each of `user_ids`, asking
+// kAccessPerCall users at a time.
+absl::Status ForEachUserAccess(
+    MembershipPeer* membership, const std::string& workspace_id,
+    const std::vector<std::string>& user_ids,
+    const std::function<void(const mv1::UserAccess&)>& fn) {
+  for (size_t start = 0; start < user_ids.size(); start += kAccessPerCall) {
+    mv1::GetUserAccessRequest req;
+    req.set_workspace_id(workspace_id);
+    for (size_t i = start;
+         i < std::min(user_ids.size(), start + size_t{kAccessPerCall}); ++i) {
+      req.add_user_ids(user_ids[i]);
+    }
+    ASSIGN_OR_RETURN(mv1::GetUserAccessResponse resp,
+                     membership->GetUserAccess(req));
+    for (const mv1::UserAccess& ua : resp.users()) fn(ua);
+  }
+  return absl::OkStatus();
+}
 
 // Splits the time since the last lap among named totals (the phase line
 // of the log): lap(read) adds the time since the previous lap to `read`.
@@ -420,27 +441,17 @@ absl::Status ImportService::PlanBatch(Job& job, absl::Time now,
   absl::flat_hash_map<std::string, Access> access;
   if (!existing.empty() &&
       (job.header.has_groups || !job.header.app_slugs.empty())) {
-    // At most kAccessPerCall users per call: a member can be in hundreds of
-    // groups, and the answer must stay well under gRPC's 16 MiB limit.
-    std::vector<mv1::GetUserAccessRequest> requests;
-    for (const auto& [key, user] : existing) {
-      if (requests.empty() ||
-          requests.back().user_ids_size() == kAccessPerCall) {
-        requests.emplace_back().set_workspace_id(ws);
-      }
-      requests.back().add_user_ids(user.id);
-    }
-    for (const mv1::GetUserAccessRequest& req : requests) {
-      ASSIGN_OR_RETURN(mv1::GetUserAccessResponse resp,
-                       deps_.membership->GetUserAccess(req));
-      for (const mv1::UserAccess& ua : resp.users()) {
-        Access& a = access[ua.user_id()];
-        for (const auto& g : ua.groups()) a.groups.insert(g.group_id());
-        for (const auto& p : ua.app_privileges()) {
-          a.apps[p.app_id()] = p.privilege();
-        }
-      }
-    }
+    std::vector<std::string> ids;
+    ids.reserve(existing.size());
+    for (const auto& [key, user] : existing) ids.push_back(user.id);
+    RETURN_IF_ERROR(ForEachUserAccess(
+        deps_.membership, ws, ids, [&](const mv1::UserAccess& ua) {
+          Access& a = access[ua.user_id()];
+          for (const auto& g : ua.groups()) a.groups.insert(g.group_id());
+          for (const auto& p : ua.app_privileges()) {
+            a.apps[p.app_id()] = p.privilege();
+          }
+        }));
   }
   const std::string username_column =
       job.header.has_username ? "username" : "Email address";
@@ -1149,25 +1160,19 @@ absl::StatusOr<google::api::HttpBody> ImportService::ExportUsers(
   absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, Privilege>>
       privileges;
   size_t max_groups = 3;
-  for (size_t start = 0; start < users.size(); start += kAccessPerCall) {
-    mv1::GetUserAccessRequest access_req;
-    access_req.set_workspace_id(ws.id);
-    for (size_t i = start;
-         i < std::min(users.size(), start + size_t{kAccessPerCall}); ++i) {
-      access_req.add_user_ids(users[i].id);
-    }
-    ASSIGN_OR_RETURN(mv1::GetUserAccessResponse resp,
-                     deps_.membership->GetUserAccess(access_req));
-    for (const mv1::UserAccess& ua : resp.users()) {
-      std::vector<std::string>& names = groups[ua.user_id()];
-      for (const auto& g : ua.groups()) names.push_back(g.group_name());
-      std::sort(names.begin(), names.end());
-      max_groups = std::max(max_groups, names.size());
-      for (const auto& p : ua.app_privileges()) {
-        privileges[ua.user_id()][p.app_id()] = p.privilege();
-      }
-    }
-  }
+  std::vector<std::string> ids;
+  ids.reserve(users.size());
+  for (const ExistingUser& u : users) ids.push_back(u.id);
+  RETURN_IF_ERROR(ForEachUserAccess(
+      deps_.membership, ws.id, ids, [&](const mv1::UserAccess& ua) {
+        std::vector<std::string>& names = groups[ua.user_id()];
+        for (const auto& g : ua.groups()) names.push_back(g.group_name());
+        std::sort(names.begin(), names.end());
+        max_groups = std::max(max_groups, names.size());
+        for (const auto& p : ua.app_privileges()) {
+          privileges[ua.user_id()][p.app_id()] = p.privilege();
+        }
+      }));
   std::vector<std::string> slugs;
   for (const mv1::App& a : apps) slugs.push_back(a.slug());
   std::string csv =
