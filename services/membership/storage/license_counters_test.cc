@@ -422,6 +422,68 @@ TEST_F(LicenseCountersTest, BulkInsertIsOneTriggerCallNotOnePerRow) {
   EXPECT_EQ(Row(kCounters, ws), Row(kRecount, ws));
 }
 
+// V008: an invite writes the new user's memberships before the user (V005),
+// so the group counter has nothing to update; its empty UPDATE used to fire
+// the users' and then the workspaces' UPDATE triggers anyway. A membership
+// of an existing user still moves its group_count.
+TEST_F(LicenseCountersTest, MembershipsOfANewUserFireNoUserOrWorkspaceTrigger) {
+  const std::string ws = Uuid(2, 9);
+  const std::string group = Uuid(1, 800);
+  MakeWorkspace(ws, 10, {{group, "Invitees"}});
+  absl::StatusOr<pg::PooledConnection> conn = pool_->Acquire();
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  pg::Transaction tx(*conn);
+  ASSERT_TRUE(tx.status().ok()) << tx.status();
+  ASSERT_TRUE(tx.Exec("SET LOCAL track_functions = 'pl'").ok());
+  // Counts of this backend not yet flushed to the shared statistics are
+  // in the view too (earlier transactions on the pooled connection): the
+  // INSERT's calls are the difference.
+  auto calls = [&](const char* function) -> int64_t {
+    absl::StatusOr<pg::Result> r = tx.Exec(
+        "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
+        "WHERE funcname = $1",
+        {function});
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->GetInt(0, 0) : -1;
+  };
+  const std::string fresh = Uuid(8, 1);
+  const int64_t groups_before = calls("count_user_groups");
+  const int64_t licences_before = calls("count_licenses");
+  const int64_t workspace_before = calls("notify_workspace_update");
+  ASSERT_TRUE(tx.Exec("INSERT INTO membership.group_members (group_id, "
+                      "user_id, role) VALUES ($1, $2, 1)",
+                      {group, fresh})
+                  .ok());
+  EXPECT_EQ(calls("count_user_groups") - groups_before, 1);
+  EXPECT_EQ(calls("count_licenses") - licences_before, 0)
+      << "no users UPDATE trigger";
+  EXPECT_EQ(calls("notify_workspace_update") - workspace_before, 0)
+      << "no workspaces trigger";
+  ASSERT_TRUE(tx.Exec("INSERT INTO membership.users (id, workspace_id, "
+                      "username, kind, status, version, group_count) "
+                      "VALUES ($1, $2, 'fresh', 3, 2, 1, 1)",
+                      {fresh, ws})
+                  .ok());
+  // A second group for the now existing user is counted.
+  const std::string second = Uuid(1, 801);
+  ASSERT_TRUE(tx.Exec("INSERT INTO membership.groups (id, workspace_id, "
+                      "name, visibility) VALUES ($1, $2, 'Second', 1)",
+                      {second, ws})
+                  .ok());
+  ASSERT_TRUE(tx.Exec("INSERT INTO membership.group_members (group_id, "
+                      "user_id, role) VALUES ($1, $2, 1)",
+                      {second, fresh})
+                  .ok());
+  absl::StatusOr<pg::Result> count = tx.Exec(
+      "SELECT group_count FROM membership.users WHERE id = $1", {fresh});
+  ASSERT_TRUE(count.ok()) << count.status();
+  EXPECT_EQ(count->GetInt(0, 0), 2);
+  ASSERT_TRUE(tx.Commit().ok());
+  // One multi-group guest, as a full recount says.
+  EXPECT_EQ(Row(kCounters, ws), (std::vector<int64_t>{10, 0, 1, 0}));
+  EXPECT_EQ(Row(kRecount, ws), Row(kCounters, ws));
+}
+
 // Bulk ApplyGrants write new users once, with their group_count already set
 // (V005: memberships first, then the users). Requests racing to create
 // the same users with different groups, and a bulk request that also adds
