@@ -160,6 +160,8 @@ int main(int argc, char** argv) {
   dispatch.max_attempts = std::max(1, absl::GetFlag(FLAGS_max_attempts));
   dispatch.lease = absl::GetFlag(FLAGS_lease);
   dispatch.poll_interval = absl::GetFlag(FLAGS_delivery_poll_interval);
+  // As identity's outbox relay: emails queued within 10 ms share a claim.
+  dispatch.wake_gather = absl::Milliseconds(10);
   dispatch.retry_base = absl::GetFlag(FLAGS_retry_base_delay);
   dispatch.retry_max = absl::GetFlag(FLAGS_retry_max_delay);
   dispatch.domain_rate_per_second = absl::GetFlag(FLAGS_domain_rate_per_second);

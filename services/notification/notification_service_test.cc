@@ -217,7 +217,8 @@ class NotificationServiceTest : public ::testing::Test {
     o.batch_size = 10;
     o.max_attempts = max_attempts;
     o.lease = absl::Seconds(30);
-    o.poll_interval = absl::Milliseconds(50);
+    o.poll_interval = poll_interval_;
+    o.wake_gather = wake_gather_;
     o.retry_base = absl::Milliseconds(100);
     o.retry_max = absl::Milliseconds(400);
     o.from_address = "no-reply@guestlist.test";
@@ -292,6 +293,9 @@ class NotificationServiceTest : public ::testing::Test {
   std::shared_ptr<mpb::MembershipService::StubInterface> membership_stub_;
   std::unique_ptr<RemoteAuthenticator> authenticator_;
   std::unique_ptr<Dispatcher> dispatcher_;
+  // Of the next StartDispatcher().
+  absl::Duration poll_interval_ = absl::Milliseconds(50);
+  absl::Duration wake_gather_ = absl::ZeroDuration();
   std::unique_ptr<NotificationService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<pb::NotificationService::Stub> stub_;
@@ -356,6 +360,32 @@ TEST_F(NotificationServiceTest, SendEmailIsDeliveredOverSmtp) {
       HasSubstr("List-Unsubscribe: <https://gl.test/v1/unsubscribe?token="));
   EXPECT_THAT(mail.data,
               HasSubstr("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+}
+
+// Emails queued one by one within the wake-gather window (a burst of
+// invites) are claimed by one worker in one statement: the claim gives all
+// of them the same lease expiry (next_attempt_time).
+TEST_F(NotificationServiceTest,
+       MessagesQueuedWithinTheGatherWindowShareAClaim) {
+  dispatcher_->Stop();
+  poll_interval_ = absl::Seconds(30);  // no idle poll in between
+  wake_gather_ = absl::Milliseconds(500);
+  StartDispatcher();
+  absl::SleepFor(absl::Milliseconds(100));  // the start-up poll is done
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    ids.push_back(Send(Expiry(absl::StrCat("burst", i, "@example.com"))).id());
+  }
+  for (const std::string& id : ids) {
+    ASSERT_EQ(WaitForState(id, pb::Message::SENT).state(), pb::Message::SENT);
+  }
+  absl::StatusOr<pg::Result> claims = pool_->Exec(
+      "SELECT count(DISTINCT next_attempt_time) FROM notification.messages "
+      "WHERE id = ANY($1::uuid[])",
+      {pg::TextArray(ids)});
+  ASSERT_TRUE(claims.ok()) << claims.status();
+  EXPECT_EQ(claims->GetInt(0, 0), 1) << "one claim for the five messages";
+  EXPECT_TRUE(sink_.WaitForCount(5, absl::Seconds(5)));
 }
 
 TEST_F(NotificationServiceTest, LinesStartingWithDotsSurviveSmtp) {

@@ -116,10 +116,14 @@ void Dispatcher::Run(int index) {
       LogWarning("claiming messages failed",
                  {{"error", std::string(batch.status().message())}});
     } else if (!batch->empty()) {
-      // A full batch: more may be waiting, let another worker look too.
-      if (static_cast<int>(batch->size()) >= options_.batch_size) Notify();
+      // A full batch: more may be waiting, let another worker look too,
+      // and look again. A partial one took everything due: a message
+      // queued since then has counted a Notify(), so the wait below ends
+      // at once for it, and an empty claim is not spent on finding that.
+      const bool full = static_cast<int>(batch->size()) >= options_.batch_size;
+      if (full) Notify();
       DeliverBatch(*sender, owner, *std::move(batch));
-      continue;
+      if (full) continue;
     }
     // Idle: wait for Notify() (one made while this claim ran is still
     // counted, so it is not lost) or for this worker's turn to poll. The
@@ -138,6 +142,13 @@ void Dispatcher::Run(int index) {
       }
       if (wake_mu_.AwaitWithDeadline(absl::Condition(&woken), next_poll_)) {
         if (wakes_ > 0) --wakes_;
+        // Let the messages queued in the next few milliseconds (a burst of
+        // invites arrives as many small batches) share this claim.
+        if (options_.wake_gather > absl::ZeroDuration()) {
+          auto stop = [this] { return stopping_.load(); };
+          wake_mu_.AwaitWithTimeout(absl::Condition(&stop),
+                                    options_.wake_gather);
+        }
         break;
       }
     }

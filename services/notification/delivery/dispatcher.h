@@ -51,6 +51,10 @@ struct DispatcherOptions {
   int max_attempts = 8;
   absl::Duration lease = absl::Seconds(60);
   absl::Duration poll_interval = absl::Milliseconds(200);
+  // After a Notify(), how long a worker lets further messages arrive
+  // before claiming, so a stream of single emails is claimed (and its
+  // rows written) in groups instead of one claim per arrival.
+  absl::Duration wake_gather = absl::ZeroDuration();
   absl::Duration retry_base = absl::Seconds(1);
   absl::Duration retry_max = absl::Minutes(10);
   double domain_rate_per_second = 0;
