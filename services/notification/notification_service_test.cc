@@ -369,9 +369,13 @@ TEST_F(NotificationServiceTest,
        MessagesQueuedWithinTheGatherWindowShareAClaim) {
   dispatcher_->Stop();
   poll_interval_ = absl::Seconds(30);  // no idle poll in between
-  wake_gather_ = absl::Milliseconds(500);
+  // Far longer than five sends take, even under a sanitizer on a loaded
+  // machine (a send after the first claim would need a second one).
+  wake_gather_ = absl::Seconds(3);
   StartDispatcher();
-  absl::SleepFor(absl::Milliseconds(100));  // the start-up poll is done
+  // Each worker claims once as it starts (and one polls): let those pass
+  // before the burst, or one of them may take part of it.
+  absl::SleepFor(absl::Seconds(1));
   std::vector<std::string> ids;
   for (int i = 0; i < 5; ++i) {
     ids.push_back(Send(Expiry(absl::StrCat("burst", i, "@example.com"))).id());
