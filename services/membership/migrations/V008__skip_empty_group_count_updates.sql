@@ -30,15 +30,10 @@ BEGIN
         WHERE u.id = c.user_id;
     END IF;
   ELSE
-    -- An UPDATE of memberships (a role change) keeps the count unless it
-    -- moves a row to another user, which no writer does; the sum is kept
-    -- for safety and skipped when it is zero for everyone.
-    IF EXISTS (SELECT 1
-               FROM (SELECT user_id, sum(d) AS d
-                     FROM (SELECT user_id, 1 AS d FROM new_rows
-                           UNION ALL SELECT user_id, -1 FROM old_rows) s
-                     GROUP BY user_id) c
-               WHERE c.d <> 0) THEN
+    -- Memberships are updated for their role only: the same users before
+    -- and after, so no count moves (the UPDATE below would match nothing).
+    IF EXISTS (SELECT user_id FROM new_rows
+               EXCEPT ALL SELECT user_id FROM old_rows) THEN
       UPDATE membership.users u SET group_count = u.group_count + c.d
         FROM (SELECT user_id, sum(d)::integer AS d
               FROM (SELECT user_id, 1 AS d FROM new_rows

@@ -478,9 +478,34 @@ TEST_F(LicenseCountersTest, MembershipsOfANewUserFireNoUserOrWorkspaceTrigger) {
       "SELECT group_count FROM membership.users WHERE id = $1", {fresh});
   ASSERT_TRUE(count.ok()) << count.status();
   EXPECT_EQ(count->GetInt(0, 0), 2);
+  // A role change moves no count and fires no users trigger; a membership
+  // moved to another user moves one from each.
+  const int64_t licences_before_role = calls("count_licenses");
+  ASSERT_TRUE(tx.Exec("UPDATE membership.group_members SET role = 2 "
+                      "WHERE user_id = $1",
+                      {fresh})
+                  .ok());
+  EXPECT_EQ(calls("count_licenses") - licences_before_role, 0);
+  const std::string other = Uuid(8, 2);
+  ASSERT_TRUE(tx.Exec("INSERT INTO membership.users (id, workspace_id, "
+                      "username, kind, status, version) "
+                      "VALUES ($1, $2, 'other', 3, 2, 1)",
+                      {other, ws})
+                  .ok());
+  ASSERT_TRUE(tx.Exec("UPDATE membership.group_members SET user_id = $2 "
+                      "WHERE group_id = $3 AND user_id = $1",
+                      {fresh, other, second})
+                  .ok());
+  absl::StatusOr<pg::Result> counts = tx.Exec(
+      "SELECT group_count FROM membership.users WHERE id IN ($1, $2) "
+      "ORDER BY username",
+      {fresh, other});
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(counts->GetInt(0, 0), 1) << "fresh";
+  EXPECT_EQ(counts->GetInt(1, 0), 1) << "other";
   ASSERT_TRUE(tx.Commit().ok());
-  // One multi-group guest, as a full recount says.
-  EXPECT_EQ(Row(kCounters, ws), (std::vector<int64_t>{10, 0, 1, 0}));
+  // Two single-group guests, as a full recount says.
+  EXPECT_EQ(Row(kCounters, ws), (std::vector<int64_t>{10, 0, 0, 2}));
   EXPECT_EQ(Row(kRecount, ws), Row(kCounters, ws));
 }
 
