@@ -760,10 +760,9 @@ TEST_F(IdentityTest, ListUsersWithManyAndFewMatchesOfAQuery) {
       list_all("name", "zed", v1::MEMBER, &total);
   EXPECT_EQ(total, 2000);
   EXPECT_EQ(members.size(), 2000u);
-  // Once ANALYZE has run, the estimate comes from the column statistics
-  // (most common values and histogram of the search keys) times the
-  // workspace's user count: close to the 6,000 matches, where the bare
-  // cap (5,001) is all there is without statistics.
+  // Once ANALYZE has run, the planner's estimate from its statistics is
+  // close to the 6,000 matches, where the bare cap (5,001) is all there is
+  // without statistics.
   ASSERT_TRUE(env->pool->Exec("ANALYZE identity.users").ok());
   list_all("email", "zed", v1::USER_KIND_UNSPECIFIED, &total);
   EXPECT_GT(total, 5001);

@@ -40,31 +40,9 @@ constexpr const char* kSearchColumns[] = {"email_lc", "username_lc", "first_lc",
 // totalSize (AIP-158 allows one): an exact count of 10^5 matches costs
 // hundreds of milliseconds.
 constexpr int kBranchCap = 5000;
-// An estimate above this is taken as "over kBranchCap" without counting
-// (see ListUsers).
+// A planner estimate above this is taken as "over kBranchCap" without
+// counting (see ListUsers).
 constexpr int64_t kSureDenseEstimate = 4 * kBranchCap;
-
-// The number of users of workspace $1 whose search key starts with
-// lower($2), for the key of $3 (column names) that matches most: the
-// fraction of the table's rows in that range from the column statistics
-// ANALYZE keeps (most common values plus the histogram, as the planner
-// reads them), times the workspace's user count. Without statistics, 0.
-// The same numbers the planner would use, read without planning five
-// branches over a dozen indexes (~1 ms per first page of a search).
-constexpr char kEstimatePrefixMatches[] =
-    "SELECT (coalesce(max(x.frac), 0) * (SELECT coalesce(sum(n), 0) FROM "
-    "identity.user_counts WHERE workspace_id = $1))::bigint FROM (SELECT "
-    "coalesce((SELECT sum(m.f) FROM unnest(s.most_common_vals::text::text[], "
-    "s.most_common_freqs) AS m(v, f) WHERE m.v COLLATE \"C\" >= lower($2) "
-    "COLLATE \"C\" AND m.v COLLATE \"C\" < (lower($2) || chr(1114111)) "
-    "COLLATE \"C\"), 0) + (1 - s.null_frac - coalesce((SELECT sum(f) FROM "
-    "unnest(s.most_common_freqs) AS f), 0)) * coalesce((SELECT count(*) FROM "
-    "unnest(s.histogram_bounds::text::text[]) AS b WHERE b COLLATE \"C\" >= "
-    "lower($2) COLLATE \"C\" AND b COLLATE \"C\" < (lower($2) || "
-    "chr(1114111)) COLLATE \"C\")::float8 / "
-    "nullif(cardinality(s.histogram_bounds::text::text[]) - 1, 0), 0) AS frac "
-    "FROM pg_stats s WHERE s.schemaname = 'identity' AND s.tablename = "
-    "'users' AND s.attname = ANY($3::text[])) x";
 
 // The user holding username $2 in workspace $1 (case-insensitively).
 std::string FindUserByUsernameSql() {
@@ -493,20 +471,13 @@ class PgTx final : public IdentityTx {
       }
       bool dense = false;
       if (q.count_total) {
-        // The statistics' estimate first (no scan): far over the cap, it
+        // The planner's estimate first (no scan): far over the cap, it
         // decides alone; counting the cap's worth of entries exactly cost
         // a broad query's first page ~1.5 ms. Near or under the cap (or
         // with statistics that lag behind, which underestimate), the exact
         // count decides.
-        // Without kind / status filters the column statistics answer
-        // directly; with them, the planner's estimate weighs the filters.
-        int64_t estimate = 0;
-        if (filters.empty()) {
-          ASSIGN_OR_RETURN(estimate,
-                           EstimatePrefixMatches(q.workspace_id, q.prefix));
-        } else {
-          ASSIGN_OR_RETURN(estimate, EstimateLargestBranch(branches, params));
-        }
+        ASSIGN_OR_RETURN(int64_t estimate,
+                         EstimateLargestBranch(branches, params));
         if (estimate > kSureDenseEstimate) {
           dense = true;
         } else {
@@ -597,18 +568,6 @@ class PgTx final : public IdentityTx {
       if (c.GetInt(0, 0) > kBranchCap) return true;
     }
     return false;
-  }
-
-  // See kEstimatePrefixMatches.
-  absl::StatusOr<int64_t> EstimatePrefixMatches(const std::string& workspace_id,
-                                                const std::string& prefix) {
-    ASSIGN_OR_RETURN(
-        pg::Result r,
-        Prepared(kEstimatePrefixMatches,
-                 {workspace_id, prefix,
-                  pg::TextArray(std::vector<std::string>(
-                      std::begin(kSearchColumns), std::end(kSearchColumns)))}));
-    return r.rows() > 0 && !r.IsNull(0, 0) ? r.GetInt(0, 0) : 0;
   }
 
   // The planner's row estimate (from its statistics, no scan) of the
