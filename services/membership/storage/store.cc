@@ -299,20 +299,19 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
   // and apps named, the users, the licence usage.
   const char* const lock = dry_run ? "" : " FOR KEY SHARE";
   std::vector<pg::Statement> reads;
-  if (!group_ids.empty()) {
-    reads.push_back({absl::StrCat("SELECT id FROM membership.groups WHERE "
-                                  "workspace_id = $1 AND id = "
+  // Which of `ids` the workspace has in `table` ("groups" or "apps"); no
+  // statement for none.
+  auto read_known = [&](const char* table,
+                        const std::vector<std::string>& ids) {
+    if (ids.empty()) return;
+    reads.push_back({absl::StrCat("SELECT id FROM membership.", table,
+                                  " WHERE workspace_id = $1 AND id = "
                                   "ANY($2::uuid[])",
                                   lock),
-                     {ws, pg::TextArray(group_ids)}});
-  }
-  if (!app_ids.empty()) {
-    reads.push_back({absl::StrCat("SELECT id FROM membership.apps WHERE "
-                                  "workspace_id = $1 AND id = "
-                                  "ANY($2::uuid[])",
-                                  lock),
-                     {ws, pg::TextArray(app_ids)}});
-  }
+                     {ws, pg::TextArray(ids)}});
+  };
+  read_known("groups", group_ids);
+  read_known("apps", app_ids);
   reads.push_back({absl::StrCat("SELECT id, workspace_id, kind, status, "
                                 "version, username FROM membership.users "
                                 "WHERE id = ANY($1::uuid[])",
@@ -321,15 +320,16 @@ absl::StatusOr<GrantsOutcome> ApplyGrantsTx(
   reads.push_back({kUsage, {ws}});
   ASSIGN_OR_RETURN(std::vector<pg::Result> read, tx.ExecPipeline(reads));
   size_t next_read = 0;
-  absl::flat_hash_set<std::string> known_groups, known_apps;
-  if (!group_ids.empty()) {
+  // The results of read_known, in the same order.
+  auto known = [&](const std::vector<std::string>& ids) {
+    absl::flat_hash_set<std::string> out;
+    if (ids.empty()) return out;
     const pg::Result& r = read[next_read++];
-    for (int i = 0; i < r.rows(); ++i) known_groups.insert(r.Get(i, 0));
-  }
-  if (!app_ids.empty()) {
-    const pg::Result& r = read[next_read++];
-    for (int i = 0; i < r.rows(); ++i) known_apps.insert(r.Get(i, 0));
-  }
+    for (int i = 0; i < r.rows(); ++i) out.insert(r.Get(i, 0));
+    return out;
+  };
+  const absl::flat_hash_set<std::string> known_groups = known(group_ids);
+  const absl::flat_hash_set<std::string> known_apps = known(app_ids);
   absl::flat_hash_map<std::string, Existing> existing;
   std::vector<std::string> found;  // memberships exist only for these
   {
