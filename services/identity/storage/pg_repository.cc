@@ -43,6 +43,10 @@ constexpr int kBranchCap = 5000;
 // A planner estimate above this is taken as "over kBranchCap" without
 // counting (see ListUsers).
 constexpr int64_t kSureDenseEstimate = 4 * kBranchCap;
+// The walk of the sort index for many matches gives up after this many
+// entries (a few milliseconds) for the union of the key ranges: the
+// matches may all lie at the far end of the sort order.
+constexpr int kWalkCap = 20000;
 
 // The user holding username $2 in workspace $1 (case-insensitively).
 std::string FindUserByUsernameSql() {
@@ -434,12 +438,16 @@ class PgTx final : public IdentityTx {
       params.push_back(StatusName(q.status));
       absl::StrAppend(&filters, " AND status = $", params.size());
     }
-    const std::string rows_of_workspace = absl::StrCat(
-        "SELECT id, ", key_col,
-        " AS k FROM identity.users WHERE workspace_id = $1", filters);
+    const std::string of_workspace =
+        absl::StrCat(" FROM identity.users WHERE workspace_id = $1", filters);
+    const std::string rows_of_workspace =
+        absl::StrCat("SELECT id, ", key_col, " AS k", of_workspace);
+    const size_t prefilter_params = params.size();
     UserPage page;
     // (id, sort key) of every matching user, in no particular order.
     std::string matching;
+    // Set when many users match: what the walk of the sort index tests.
+    std::string walk_hit;
     bool count_in_page = false;
     if (q.prefix.empty()) {
       if (q.count_total) {
@@ -502,57 +510,103 @@ class PgTx final : public IdentityTx {
         dense = q.after.has_value() && q.after->total > kBranchCap;
       }
       if (dense) {
-        // Many matches: walk the sort index and filter on the search keys
-        // it carries; the planner stops after one page.
+        // Many matches: walk the sort index and test the search keys it
+        // carries; the walk stops after one page, or at kWalkCap entries
+        // when the matches lie far apart (or far along the sort order:
+        // emails start with first names, so "zo" matches only near the
+        // end of the email order), where the union of the ranges is
+        // cheaper.
         std::vector<std::string> ors;
         for (const char* col : kSearchColumns) {
           ors.push_back(absl::StrCat("(", range(col), ")"));
         }
-        matching = absl::StrCat(rows_of_workspace, " AND (",
-                                absl::StrJoin(ors, " OR "), ")");
-      } else {
-        // Few matches per key: unite the ranges (index-only), sort them.
-        matching = absl::StrJoin(branches, " UNION ");
+        walk_hit = absl::StrCat("(", absl::StrJoin(ors, " OR "), ")");
       }
+      // Few matches per key (or the walk cut short): unite the ranges
+      // (index-only) and sort them.
+      matching = absl::StrJoin(branches, " UNION ");
     }
     const char* cmp = q.order.descending ? "<" : ">";
-    std::string after;
-    if (q.after.has_value()) {
-      params.push_back(q.after->key);
-      const size_t k = params.size();
-      params.push_back(q.after->id);
-      const size_t id = params.size();
-      char buf[64];
-      snprintf(buf, sizeof(buf), key_param_cast.c_str(), static_cast<int>(k));
-      after =
-          absl::StrCat(" WHERE (k, id) ", cmp, " (", buf, ", $", id, "::uuid)");
-    }
+    // The keyset condition past the cursor, with its two values appended to
+    // `to` (empty on the first page).
+    auto after_cursor = [&](Params* to) -> std::string {
+      if (!q.after.has_value()) return "";
+      to->push_back(q.after->key);
+      char key[64];
+      snprintf(key, sizeof(key), key_param_cast.c_str(),
+               static_cast<int>(to->size()));
+      to->push_back(q.after->id);
+      return absl::StrCat(" WHERE (k, id) ", cmp, " (", key, ", $", to->size(),
+                          "::uuid)");
+    };
+    // The probe below leaves the query out of its parameters.
+    Params probe_params(params.begin(), params.begin() + prefilter_params);
+    const std::string probe_after = after_cursor(&probe_params);
+    const std::string after = after_cursor(&params);
     const char* dir = q.order.descending ? " DESC" : "";
+    const std::string order_by = absl::StrCat(" ORDER BY k", dir, ", id", dir);
     params.push_back(pg::Int(q.limit + 1));
-    // Pick the page's ids from the indexes alone, then read only those rows.
+    const std::string limit = absl::StrCat(" LIMIT $", params.size());
+    // Picks the page's ids (and sort keys) from the indexes alone, then
+    // reads only those rows; `extra` is one more column of the page.
+    auto read_page = [&](const std::string& page_ids, const char* extra) {
+      return Exec(absl::StrCat("SELECT ", kUserColumnsOfU, ", p.k", extra,
+                               " FROM (", page_ids,
+                               ") p JOIN identity.users u ON u.id = p.id "
+                               "ORDER BY p.k",
+                               dir, ", p.id", dir),
+                  params);
+    };
+    if (!walk_hit.empty()) {
+      // The matches among the next kWalkCap entries of the sort order.
+      ASSIGN_OR_RETURN(
+          pg::Result r,
+          read_page(absl::StrCat(
+                        "SELECT id, k FROM (SELECT * FROM (SELECT id, ",
+                        key_col, " AS k, ", absl::StrJoin(kSearchColumns, ", "),
+                        of_workspace, ") m", after, order_by, " LIMIT ",
+                        kWalkCap, ") w WHERE ", walk_hit, order_by, limit),
+                    ""));
+      // Short of a page: the end of the matches, unless the walk stopped at
+      // the cap before the end of the workspace's entries.
+      bool cut_short = false;
+      if (r.rows() <= q.limit) {
+        ASSIGN_OR_RETURN(pg::Result probe,
+                         Exec(absl::StrCat("SELECT 1 FROM (", rows_of_workspace,
+                                           ") m", probe_after, order_by,
+                                           " OFFSET ", kWalkCap, " LIMIT 1"),
+                              probe_params));
+        cut_short = probe.rows() > 0;
+      }
+      if (!cut_short) {
+        FillPage(r, q.limit, &page);
+        return page;
+      }
+    }
     // With count_in_page, every row also carries the number of matches
     // (the window is computed before the LIMIT).
-    const char* count = count_in_page ? ", count(*) OVER () AS n" : "";
     ASSIGN_OR_RETURN(
         pg::Result r,
-        Exec(absl::StrCat("SELECT ", kUserColumnsOfU, ", p.k",
-                          count_in_page ? ", p.n" : "", " FROM (SELECT id, k",
-                          count, " FROM (", matching, ") m", after,
-                          " ORDER BY k", dir, ", id", dir, " LIMIT $",
-                          params.size(),
-                          ") p JOIN identity.users u ON u.id = p.id "
-                          "ORDER BY p.k",
-                          dir, ", p.id", dir),
-             params));
+        read_page(
+            absl::StrCat("SELECT id, k",
+                         count_in_page ? ", count(*) OVER () AS n" : "",
+                         " FROM (", matching, ") m", after, order_by, limit),
+            count_in_page ? ", p.n" : ""));
     if (count_in_page) {
       page.total = r.rows() > 0 ? static_cast<int>(r.GetInt(0, 15)) : 0;
     }
-    const int n = std::min(r.rows(), q.limit);
-    for (int i = 0; i < n; ++i) page.users.push_back(ReadUser(r, i));
-    if (r.rows() > q.limit && n > 0) {
-      page.next = PageCursor{r.Get(n - 1, 14), r.Get(n - 1, 0)};
-    }
+    FillPage(r, q.limit, &page);
     return page;
+  }
+
+  // The users of r (in page order) up to `limit`, and the cursor of the
+  // next page when there are more.
+  static void FillPage(const pg::Result& r, int limit, UserPage* page) {
+    const int n = std::min(r.rows(), limit);
+    for (int i = 0; i < n; ++i) page->users.push_back(ReadUser(r, i));
+    if (r.rows() > limit && n > 0) {
+      page->next = PageCursor{r.Get(n - 1, 14), r.Get(n - 1, 0)};
+    }
   }
 
   // Whether one of `branches` has more than kBranchCap rows, sizing them
