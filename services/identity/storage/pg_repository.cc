@@ -43,10 +43,11 @@ constexpr int kBranchCap = 5000;
 // A planner estimate above this is taken as "over kBranchCap" without
 // counting (see ListUsers).
 constexpr int64_t kSureDenseEstimate = 4 * kBranchCap;
-// The walk of the sort index for many matches gives up after this many
-// entries (a few milliseconds) for the union of the key ranges: the
-// matches may all lie at the far end of the sort order.
-constexpr int kWalkCap = 20000;
+// The walk of the sort index for many matches gives up for the union of
+// the key ranges after this many entries (a few milliseconds), or after as
+// many as the union would read from its largest range: the matches may
+// all lie at the far end of the sort order.
+constexpr int64_t kWalkCap = 20000;
 
 // The user holding username $2 in workspace $1 (case-insensitively).
 std::string FindUserByUsernameSql() {
@@ -549,33 +550,41 @@ class PgTx final : public IdentityTx {
     const std::string limit = absl::StrCat(" LIMIT $", params.size());
     // Picks the page's ids (and sort keys) from the indexes alone, then
     // reads only those rows; `extra` is one more column of the page.
-    auto read_page = [&](const std::string& page_ids, const char* extra) {
+    auto read_page = [&](const std::string& page_ids, const char* extra,
+                         const Params& page_params) {
       return Exec(absl::StrCat("SELECT ", kUserColumnsOfU, ", p.k", extra,
                                " FROM (", page_ids,
                                ") p JOIN identity.users u ON u.id = p.id "
                                "ORDER BY p.k",
                                dir, ", p.id", dir),
-                  params);
+                  page_params);
     };
     if (!walk_hit.empty()) {
-      // The matches among the next kWalkCap entries of the sort order.
+      const int64_t matches = q.after.has_value() ? q.after->total : page.total;
+      const pg::Param walk_cap = pg::Int(std::max(kWalkCap, matches));
+      // The matches among the next walk_cap entries of the sort order.
+      Params walk_params = params;
+      walk_params.push_back(walk_cap);
       ASSIGN_OR_RETURN(
           pg::Result r,
-          read_page(absl::StrCat(
-                        "SELECT id, k FROM (SELECT * FROM (SELECT id, ",
-                        key_col, " AS k, ", absl::StrJoin(kSearchColumns, ", "),
-                        of_workspace, ") m", after, order_by, " LIMIT ",
-                        kWalkCap, ") w WHERE ", walk_hit, order_by, limit),
-                    ""));
+          read_page(
+              absl::StrCat(
+                  "SELECT id, k FROM (SELECT * FROM (SELECT id, ", key_col,
+                  " AS k, ", absl::StrJoin(kSearchColumns, ", "), of_workspace,
+                  ") m", after, order_by, " LIMIT $", walk_params.size(),
+                  ") w WHERE ", walk_hit, order_by, limit),
+              "", walk_params));
       // Short of a page: the end of the matches, unless the walk stopped at
       // the cap before the end of the workspace's entries.
       bool cut_short = false;
       if (r.rows() <= q.limit) {
-        ASSIGN_OR_RETURN(pg::Result probe,
-                         Exec(absl::StrCat("SELECT 1 FROM (", rows_of_workspace,
-                                           ") m", probe_after, order_by,
-                                           " OFFSET ", kWalkCap, " LIMIT 1"),
-                              probe_params));
+        probe_params.push_back(walk_cap);
+        ASSIGN_OR_RETURN(
+            pg::Result probe,
+            Exec(absl::StrCat("SELECT 1 FROM (", rows_of_workspace, ") m",
+                              probe_after, order_by, " OFFSET $",
+                              probe_params.size(), " LIMIT 1"),
+                 probe_params));
         cut_short = probe.rows() > 0;
       }
       if (!cut_short) {
@@ -591,7 +600,7 @@ class PgTx final : public IdentityTx {
             absl::StrCat("SELECT id, k",
                          count_in_page ? ", count(*) OVER () AS n" : "",
                          " FROM (", matching, ") m", after, order_by, limit),
-            count_in_page ? ", p.n" : ""));
+            count_in_page ? ", p.n" : "", params));
     if (count_in_page) {
       page.total = r.rows() > 0 ? static_cast<int>(r.GetInt(0, 15)) : 0;
     }

@@ -22,11 +22,11 @@ ABSL_FLAG(int, users, 1000000, "users bulk-loaded into the workspace");
 ABSL_FLAG(int, page_size, 50, "ListUsers page size");
 ABSL_FLAG(int, depth, 1000, "pages deep for the deep-page case");
 ABSL_FLAG(int, repeats, 300, "timed calls per case");
-ABSL_FLAG(std::string, queries, ",mar,martin.sch",
+ABSL_FLAG(std::string, queries, ",mar,zo,martin.sch",
           "prefix queries, comma-separated; empty entry = no query");
 ABSL_FLAG(std::string, orders,
           "email,email desc,name,name desc,createTime,createTime desc",
-          "sort orders (';'-separated)");
+          "sort orders (comma-separated)");
 ABSL_FLAG(int, pause_seconds, 0,
           "keep the stack up this long at the end (psql / EXPLAIN by hand)");
 
