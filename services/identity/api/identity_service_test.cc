@@ -316,19 +316,12 @@ class IdentityTest : public ::testing::Test {
     return env->stub->AcceptInvitation(Ctx("").get(), req, session);
   }
 
-  // The emails of every user of `ws` matching `query`, following page
-  // tokens (pages of 500); *total is the first page's totalSize.
-  static std::vector<std::string> ListAllEmails(const Ws& ws,
-                                                const std::string& order,
-                                                const std::string& query,
-                                                v1::UserKind kind, int* total) {
-    std::vector<std::string> emails;
-    v1::ListUsersRequest req;
+  // Every user of `ws` that `req` lists, following page tokens; *total is
+  // the first page's totalSize.
+  static std::vector<v1::User> ListAll(const Ws& ws, v1::ListUsersRequest req,
+                                       int* total) {
+    std::vector<v1::User> out;
     req.set_workspace_id(ws.workspace.id());
-    req.set_order_by(order);
-    req.set_query(query);
-    req.set_kind(kind);
-    req.set_page_size(500);
     for (int pages = 0; pages < 100; ++pages) {
       v1::ListUsersResponse resp;
       grpc::Status s =
@@ -336,11 +329,55 @@ class IdentityTest : public ::testing::Test {
       EXPECT_TRUE(s.ok()) << s.error_message();
       if (!s.ok()) break;
       if (pages == 0) *total = resp.total_size();
-      for (const auto& u : resp.users()) emails.push_back(u.email());
+      for (const auto& u : resp.users()) out.push_back(u);
       if (resp.next_page_token().empty()) break;
       req.set_page_token(resp.next_page_token());
     }
+    return out;
+  }
+
+  // The emails of every user of `ws` matching `query` (pages of 500).
+  static std::vector<std::string> ListAllEmails(const Ws& ws,
+                                                const std::string& order,
+                                                const std::string& query,
+                                                v1::UserKind kind, int* total) {
+    v1::ListUsersRequest req;
+    req.set_order_by(order);
+    req.set_query(query);
+    req.set_kind(kind);
+    req.set_page_size(500);
+    std::vector<std::string> emails;
+    for (const v1::User& u : ListAll(ws, req, total)) {
+      emails.push_back(u.email());
+    }
     return emails;
+  }
+
+  // Each of `emails` (one listing in `order`) appears once, `n` in all, in
+  // the order's direction when the order is by email.
+  static void ExpectEachOnceInOrder(const std::vector<std::string>& emails,
+                                    const std::string& order, size_t n) {
+    EXPECT_EQ(emails.size(), n) << order;
+    EXPECT_EQ(std::set<std::string>(emails.begin(), emails.end()).size(), n)
+        << order;
+    if (order == "email") {
+      EXPECT_TRUE(std::is_sorted(emails.begin(), emails.end()));
+    }
+    if (order == "email desc") {
+      EXPECT_TRUE(std::is_sorted(emails.rbegin(), emails.rend()));
+    }
+  }
+
+  // Inserts straight into identity.users the rows of `select` ($1 is the
+  // workspace id), in the column order below: many users at once.
+  static void BulkInsertUsers(const Ws& ws, const std::string& select) {
+    auto loaded = env->pool->Exec(
+        "INSERT INTO identity.users (id, workspace_id, username, email, "
+        "first_name, last_name, kind, status, version, create_time, "
+        "update_time) " +
+            select,
+        {ws.workspace.id()});
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
   }
 
   static void DrainOutbox() {
@@ -656,24 +693,11 @@ TEST_F(IdentityTest, ListUsersPagesOrdersSearchesAndCounts) {
   }
   auto list_all = [&](const std::string& order, const std::string& query,
                       int page_size, int* total) {
-    std::vector<v1::User> out;
     v1::ListUsersRequest req;
-    req.set_workspace_id(ws.workspace.id());
     req.set_order_by(order);
     req.set_query(query);
     req.set_page_size(page_size);
-    for (int pages = 0; pages < 100; ++pages) {
-      v1::ListUsersResponse resp;
-      grpc::Status s =
-          env->stub->ListUsers(Ctx(ws.admin_token).get(), req, &resp);
-      EXPECT_TRUE(s.ok()) << s.error_message();
-      if (!s.ok()) break;
-      *total = resp.total_size();
-      for (const auto& u : resp.users()) out.push_back(u);
-      if (resp.next_page_token().empty()) break;
-      req.set_page_token(resp.next_page_token());
-    }
-    return out;
+    return ListAll(ws, req, total);
   };
   int total = 0;
   auto by_email = list_all("email", "", 10, &total);
@@ -728,33 +752,21 @@ TEST_F(IdentityTest, ListUsersPagesOrdersSearchesAndCounts) {
 // the search indexes. Both must list every match once, in order.
 TEST_F(IdentityTest, ListUsersWithManyAndFewMatchesOfAQuery) {
   Ws ws = NewWorkspace("ws-list-big");
-  auto loaded = env->pool->Exec(
-      "INSERT INTO identity.users (id, workspace_id, username, email, "
-      "first_name, last_name, kind, status, version, create_time, "
-      "update_time) SELECT gen_random_uuid(), $1, 'zed' || i || "
-      "'@big.example.com', 'zed' || i || '@big.example.com', 'Z' || i, "
-      "'Last', CASE WHEN i % 3 = 0 THEN 'MEMBER' ELSE 'GUEST' END, "
-      "'INVITED', 1, now() - make_interval(secs => i), now() "
-      "FROM generate_series(0, 5999) i",
-      {ws.workspace.id()});
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  BulkInsertUsers(
+      ws,
+      "SELECT gen_random_uuid(), $1, 'zed' || i || '@big.example.com', "
+      "'zed' || i || '@big.example.com', 'Z' || i, 'Last', CASE WHEN i % 3 "
+      "= 0 THEN 'MEMBER' ELSE 'GUEST' END, 'INVITED', 1, now() - "
+      "make_interval(secs => i), now() FROM generate_series(0, 5999) i");
   auto list_all = [&](const std::string& order, const std::string& query,
                       v1::UserKind kind, int* total) {
     return ListAllEmails(ws, order, query, kind, total);
   };
   for (const std::string order : {"email", "email desc", "createTime"}) {
     int total = 0;
-    std::vector<std::string> all =
-        list_all(order, "ZED", v1::USER_KIND_UNSPECIFIED, &total);
-    EXPECT_EQ(all.size(), 6000u) << order;
-    EXPECT_EQ(std::set<std::string>(all.begin(), all.end()).size(), 6000u);
+    ExpectEachOnceInOrder(
+        list_all(order, "ZED", v1::USER_KIND_UNSPECIFIED, &total), order, 6000);
     EXPECT_GT(total, 5000) << order;  // an estimate above the cap
-    if (order == "email") {
-      EXPECT_TRUE(std::is_sorted(all.begin(), all.end()));
-    }
-    if (order == "email desc") {
-      EXPECT_TRUE(std::is_sorted(all.rbegin(), all.rend()));
-    }
     // zed1, zed10-19, zed100-199, zed1000-1999: exact below the cap.
     std::vector<std::string> few =
         list_all(order, "zed1", v1::USER_KIND_UNSPECIFIED, &total);
@@ -783,31 +795,20 @@ TEST_F(IdentityTest, ListUsersWithManyAndFewMatchesOfAQuery) {
 // index gives up at its cap and the union of the key ranges answers.
 TEST_F(IdentityTest, ListUsersFindsManyMatchesPastALongRunOfOthers) {
   Ws ws = NewWorkspace("ws-list-far");
-  auto loaded = env->pool->Exec(
-      "INSERT INTO identity.users (id, workspace_id, username, email, "
-      "first_name, last_name, kind, status, version, create_time, "
-      "update_time) SELECT gen_random_uuid(), $1, e, e, f, 'Last', 'GUEST', "
-      "'INVITED', 1, now() - make_interval(days => 1, secs => 30000 - i), "
-      "now() FROM generate_series(0, 29999) i, LATERAL (SELECT CASE WHEN i "
-      "< 24000 THEN 'Anna' ELSE 'Zoe' END AS f) n, LATERAL (SELECT lower(f) "
-      "|| i || '@far.example.com' AS e) m",
-      {ws.workspace.id()});
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  BulkInsertUsers(
+      ws,
+      "SELECT gen_random_uuid(), $1, e, e, f, 'Last', 'GUEST', 'INVITED', 1, "
+      "now() - make_interval(days => 1, secs => 30000 - i), now() FROM "
+      "generate_series(0, 29999) i, LATERAL (SELECT CASE WHEN i < 24000 THEN "
+      "'Anna' ELSE 'Zoe' END AS f) n, LATERAL (SELECT lower(f) || i || "
+      "'@far.example.com' AS e) m");
   for (const std::string order :
        {"email", "email desc", "createTime", "createTime desc", "name"}) {
     int total = 0;
     std::vector<std::string> zoes =
         ListAllEmails(ws, order, "zo", v1::USER_KIND_UNSPECIFIED, &total);
-    EXPECT_EQ(zoes.size(), 6000u) << order;
-    EXPECT_EQ(std::set<std::string>(zoes.begin(), zoes.end()).size(), 6000u)
-        << order;
+    ExpectEachOnceInOrder(zoes, order, 6000);
     EXPECT_GT(total, 5000) << order;
-    if (order == "email") {
-      EXPECT_TRUE(std::is_sorted(zoes.begin(), zoes.end()));
-    }
-    if (order == "email desc") {
-      EXPECT_TRUE(std::is_sorted(zoes.rbegin(), zoes.rend()));
-    }
     for (const std::string& email : zoes) {
       ASSERT_EQ(email.rfind("zoe", 0), 0u) << order << ": " << email;
     }
