@@ -815,6 +815,73 @@ TEST_F(IdentityTest, ListUsersFindsManyMatchesPastALongRunOfOthers) {
   }
 }
 
+// Many matches in email order come from a merge of sorted runs: the email
+// range, one run per first and last name, and the users whose username or
+// full name no other run covers. Every listing equals the one a plain
+// query of the five keys gives, page after page, both ways.
+TEST_F(IdentityTest, ListUsersInEmailOrderMergesEveryKindOfMatch) {
+  Ws ws = NewWorkspace("ws-list-merge");
+  // By i % 8: 0 email "zo..."; 1 first name Zoe only; 2 last name Zorn
+  // only; 3 a username of its own; 4 a first name with a leading space (so
+  // the full name "zed berg" starts with z, the first name does not); 5 no
+  // email, username "zoey..."; 6 nothing; 7 email "zo...", a MEMBER.
+  BulkInsertUsers(
+      ws,
+      "SELECT gen_random_uuid(), $1, CASE g WHEN 3 THEN 'zorro' || i WHEN 5 "
+      "THEN 'zoey' || i ELSE e END, e, CASE g WHEN 2 THEN 'Bob' WHEN 3 THEN "
+      "'Carl' WHEN 4 THEN ' Zed' WHEN 5 THEN 'Eve' WHEN 6 THEN 'Eve' ELSE "
+      "'Zoe' END, CASE g WHEN 2 THEN 'Zorn' ELSE 'Berg' END, CASE g WHEN 7 "
+      "THEN 'MEMBER' ELSE 'GUEST' END, 'ACTIVE', 1, now() - "
+      "make_interval(secs => i), now() FROM generate_series(0, 15999) i, "
+      "LATERAL (SELECT i % 8 AS g) a, LATERAL (SELECT CASE i % 8 WHEN 0 "
+      "THEN 'zo' WHEN 1 THEN 'anna' WHEN 2 THEN 'bob' WHEN 3 THEN 'carl' "
+      "WHEN 4 THEN 'dan' WHEN 5 THEN '' WHEN 6 THEN 'eve' ELSE 'zom' END AS "
+      "local) l, LATERAL (SELECT CASE WHEN local = '' THEN '' ELSE local || "
+      "i || '@merge.example.com' END AS e) m");
+  // What each listing must be: every user some key of whom starts with the
+  // query, in (email, id) order.
+  auto expected = [&](const std::string& query, bool descending,
+                      const std::string& kind) {
+    const char* dir = descending ? " DESC" : "";
+    auto r = env->pool->Exec(
+        absl::StrCat("SELECT email FROM identity.users WHERE workspace_id = "
+                     "$1 AND ($3 = '' OR kind = $3) AND (starts_with(email_lc, "
+                     "lower($2)) OR starts_with(username_lc, lower($2)) OR "
+                     "starts_with(first_lc, lower($2)) OR starts_with(last_lc, "
+                     "lower($2)) OR starts_with(name_lc, lower($2))) ORDER BY "
+                     "email_lc",
+                     dir, ", id", dir),
+        {ws.workspace.id(), query, kind});
+    EXPECT_TRUE(r.ok()) << r.status();
+    std::vector<std::string> emails;
+    for (int i = 0; r.ok() && i < r->rows(); ++i) {
+      emails.push_back(r->Get(i, 0));
+    }
+    return emails;
+  };
+  struct Case {
+    std::string query;
+    v1::UserKind kind;
+    size_t matches;
+  };
+  for (const Case& c : {Case{"zo", v1::USER_KIND_UNSPECIFIED, 12000},
+                        Case{"Z", v1::USER_KIND_UNSPECIFIED, 14000},
+                        Case{"zoe b", v1::USER_KIND_UNSPECIFIED, 6000},
+                        Case{"zo", v1::GUEST, 10000}}) {
+    for (const bool descending : {false, true}) {
+      const std::string order = descending ? "email desc" : "email";
+      int total = 0;
+      std::vector<std::string> listed =
+          ListAllEmails(ws, order, c.query, c.kind, &total);
+      std::vector<std::string> want =
+          expected(c.query, descending, c.kind == v1::GUEST ? "GUEST" : "");
+      EXPECT_EQ(want.size(), c.matches) << c.query;
+      EXPECT_EQ(listed, want) << c.query << " " << order;
+      EXPECT_GT(total, 5000) << c.query;
+    }
+  }
+}
+
 TEST_F(IdentityTest, NothingOfOneWorkspaceIsVisibleFromAnother) {
   Ws a = NewWorkspace("ws-iso-a");
   Ws b = NewWorkspace("ws-iso-b");

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -11,6 +12,7 @@
 #include "common/outbox.h"
 #include "common/status_macros.h"
 #include "services/identity/domain/rules.h"
+#include "services/identity/storage/email_order_search.h"
 
 namespace guestlist::identity {
 namespace {
@@ -449,6 +451,8 @@ class PgTx final : public IdentityTx {
     std::string matching;
     // Set when many users match: what the walk of the sort index tests.
     std::string walk_hit;
+    // Set when many users match in email order: the query's parameter.
+    int merge_prefix = 0;
     bool count_in_page = false;
     if (q.prefix.empty()) {
       if (q.count_total) {
@@ -510,6 +514,13 @@ class PgTx final : public IdentityTx {
         // order (keyset); the first page's total says which is cheaper.
         dense = q.after.has_value() && q.after->total > kBranchCap;
       }
+      if (dense && q.order.field == UserOrder::kEmail) {
+        ASSIGN_OR_RETURN(pg::Result names, Exec(CountNamesOfPrefixSql(),
+                                                {q.workspace_id, q.prefix}));
+        if (names.GetInt(0, 0) + names.GetInt(0, 1) <= kMaxMergedNames) {
+          merge_prefix = static_cast<int>(p);
+        }
+      }
       if (dense) {
         // Many matches: walk the sort index and test the search keys it
         // carries; the walk stops after one page, or at kWalkCap entries
@@ -559,6 +570,17 @@ class PgTx final : public IdentityTx {
                                dir, ", p.id", dir),
                   page_params);
     };
+    if (merge_prefix > 0) {
+      const std::string merge =
+          EmailOrderMergeSql({filters, merge_prefix, after, order_by, limit},
+                             absl::StrContains(q.prefix, ' '));
+      ASSIGN_OR_RETURN(pg::Result r,
+                       read_page(absl::StrCat("SELECT id, k FROM (", merge,
+                                              ") u", order_by, limit),
+                                 "", params));
+      FillPage(r, q.limit, &page);
+      return page;
+    }
     if (!walk_hit.empty()) {
       const int64_t matches = q.after.has_value() ? q.after->total : page.total;
       const pg::Param walk_cap = pg::Int(std::max(kWalkCap, matches));
