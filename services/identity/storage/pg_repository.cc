@@ -515,8 +515,9 @@ class PgTx final : public IdentityTx {
         dense = q.after.has_value() && q.after->total > kBranchCap;
       }
       if (dense && q.order.field == UserOrder::kEmail) {
-        ASSIGN_OR_RETURN(pg::Result names, Exec(CountNamesOfPrefixSql(),
-                                                {q.workspace_id, q.prefix}));
+        ASSIGN_OR_RETURN(
+            pg::Result names,
+            Prepared(CountNamesOfPrefixSql(), {q.workspace_id, q.prefix}));
         if (names.GetInt(0, 0) + names.GetInt(0, 1) <= kMaxMergedNames) {
           merge_prefix = static_cast<int>(p);
         }
@@ -541,20 +542,36 @@ class PgTx final : public IdentityTx {
     const char* cmp = q.order.descending ? "<" : ">";
     // The keyset condition past the cursor, with its two values appended to
     // `to` (empty on the first page).
-    auto after_cursor = [&](Params* to) -> std::string {
+    // The keyset condition past the cursor, whose key and id are
+    // parameters n and n + 1 (empty on the first page). `split` spells the
+    // row comparison as scalar ones: a btree range with a bound of its own
+    // on the key then starts at the greater bound (PostgreSQL cannot weigh
+    // a row bound against a scalar one and may start at the cursor, far
+    // before the range: 150 ms for a page of the email range).
+    auto after_cursor = [&](size_t n, bool split) -> std::string {
       if (!q.after.has_value()) return "";
-      to->push_back(q.after->key);
       char key[64];
-      snprintf(key, sizeof(key), key_param_cast.c_str(),
-               static_cast<int>(to->size()));
-      to->push_back(q.after->id);
-      return absl::StrCat(" WHERE (k, id) ", cmp, " (", key, ", $", to->size(),
+      snprintf(key, sizeof(key), key_param_cast.c_str(), static_cast<int>(n));
+      if (split) {
+        return absl::StrCat(" WHERE k ", cmp, "= ", key, " AND (k ", cmp, " ",
+                            key, " OR id ", cmp, " $", n + 1, "::uuid)");
+      }
+      return absl::StrCat(" WHERE (k, id) ", cmp, " (", key, ", $", n + 1,
                           "::uuid)");
+    };
+    // Appends the cursor's key and id to `to`; returns the key's number.
+    auto push_cursor = [&](Params* to) -> size_t {
+      if (!q.after.has_value()) return 0;
+      to->push_back(q.after->key);
+      to->push_back(q.after->id);
+      return to->size() - 1;
     };
     // The probe below leaves the query out of its parameters.
     Params probe_params(params.begin(), params.begin() + prefilter_params);
-    const std::string probe_after = after_cursor(&probe_params);
-    const std::string after = after_cursor(&params);
+    const std::string probe_after =
+        after_cursor(push_cursor(&probe_params), false);
+    const size_t cursor_param = push_cursor(&params);
+    const std::string after = after_cursor(cursor_param, false);
     const char* dir = q.order.descending ? " DESC" : "";
     const std::string order_by = absl::StrCat(" ORDER BY k", dir, ", id", dir);
     params.push_back(pg::Int(q.limit + 1));
@@ -562,22 +579,25 @@ class PgTx final : public IdentityTx {
     // Picks the page's ids (and sort keys) from the indexes alone, then
     // reads only those rows; `extra` is one more column of the page.
     auto read_page = [&](const std::string& page_ids, const char* extra,
-                         const Params& page_params) {
-      return Exec(absl::StrCat("SELECT ", kUserColumnsOfU, ", p.k", extra,
-                               " FROM (", page_ids,
-                               ") p JOIN identity.users u ON u.id = p.id "
-                               "ORDER BY p.k",
-                               dir, ", p.id", dir),
-                  page_params);
+                         const Params& page_params, bool prepared = false) {
+      const std::string sql = absl::StrCat(
+          "SELECT ", kUserColumnsOfU, ", p.k", extra, " FROM (", page_ids,
+          ") p JOIN identity.users u ON u.id = p.id ORDER BY p.k", dir,
+          ", p.id", dir);
+      return prepared ? Prepared(sql, page_params) : Exec(sql, page_params);
     };
     if (merge_prefix > 0) {
-      const std::string merge =
-          EmailOrderMergeSql({filters, merge_prefix, after, order_by, limit},
-                             absl::StrContains(q.prefix, ' '));
+      const std::string merge = EmailOrderMergeSql(
+          {filters, merge_prefix, after_cursor(cursor_param, true), order_by,
+           limit},
+          absl::StrContains(q.prefix, ' '));
+      // Planning the merge took 3-4 ms and its plan does not depend on the
+      // values (every run is an index range stopped after a page), so it
+      // is prepared once per connection.
       ASSIGN_OR_RETURN(pg::Result r,
                        read_page(absl::StrCat("SELECT id, k FROM (", merge,
                                               ") u", order_by, limit),
-                                 "", params));
+                                 "", params, /*prepared=*/true));
       FillPage(r, q.limit, &page);
       return page;
     }
