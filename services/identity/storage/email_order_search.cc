@@ -1,5 +1,7 @@
 #include "services/identity/storage/email_order_search.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace guestlist::identity {
@@ -48,13 +50,25 @@ std::string CountNamesOfPrefixSql() {
 std::string EmailOrderMergeSql(const EmailOrderMerge& m,
                                bool prefix_has_space) {
   const int p = m.prefix_param;
+  // Each run's LIMIT is a literal: with a parameter, a generic plan assumes
+  // a tenth of the rows and sorts whole ranges (21 ms instead of 0.9). One
+  // of a few sizes keeps the prepared variants few.
+  int rows = 1001;
+  for (int bucket : {26, 51, 101, 251, 501}) {
+    if (m.page_rows <= bucket) {
+      rows = bucket;
+      break;
+    }
+  }
+  const std::string run_limit =
+      absl::StrCat(" LIMIT ", std::max(rows, m.page_rows));
   // One run: the users of `where`, past the cursor, in email order, up to
   // a page.
   auto run = [&](const std::string& where) {
     return absl::StrCat(
         "(SELECT id, k FROM (SELECT id, email_lc AS k FROM "
         "identity.users WHERE workspace_id = $1",
-        m.filters, " AND ", where, ") m", m.after, m.order_by, m.limit, ")");
+        m.filters, " AND ", where, ") m", m.after, m.order_by, run_limit, ")");
   };
   // A run read whole, then sorted: OFFSET 0 keeps the planner from walking
   // the email index for it (these ranges are small, their order unknown).
@@ -62,8 +76,8 @@ std::string EmailOrderMergeSql(const EmailOrderMerge& m,
     return absl::StrCat(
         "(SELECT id, k FROM (SELECT id, email_lc AS k FROM "
         "identity.users WHERE workspace_id = $1",
-        m.filters, " AND ", where, " OFFSET 0) m", m.after, m.order_by, m.limit,
-        ")");
+        m.filters, " AND ", where, " OFFSET 0) m", m.after, m.order_by,
+        run_limit, ")");
   };
   // One run per distinct value of `cte`.
   auto runs_of = [&](const char* cte, const char* col) {

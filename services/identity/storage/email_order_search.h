@@ -25,10 +25,11 @@ struct EmailOrderMerge {
   int prefix_param = 0;  // $n of the query
   std::string after;     // " WHERE (k, id) > (...)" past the cursor, or ""
   std::string order_by;  // " ORDER BY k, id" (or both DESC)
-  std::string limit;     // " LIMIT $n"
+  int page_rows = 0;     // rows a page needs (its size + 1)
 };
 
-// (id, k = email_lc) of the page's users, in no particular order: each run
+// (id, k = email_lc) of the page's users and more, in no particular order
+// (the caller sorts and cuts the page): each run
 // (the email range, one per distinct first or last name, the users whose
 // username or full name no other run covers) stops after a page.
 std::string EmailOrderMergeSql(const EmailOrderMerge& m, bool prefix_has_space);

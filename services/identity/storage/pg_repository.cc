@@ -592,7 +592,7 @@ class PgTx final : public IdentityTx {
     if (merge_prefix > 0) {
       const std::string merge = EmailOrderMergeSql(
           {filters, merge_prefix, after_cursor(cursor_param, true), order_by,
-           limit},
+           q.limit + 1},
           absl::StrContains(q.prefix, ' '));
       // Planning the merge took 3-4 ms, executing it 1.5 ms with a plan
       // for the values and 0.4 ms with a generic one: every run is an index
