@@ -17,10 +17,9 @@ constexpr char kOwnName[] =
     "THEN name_lc IS NOT DISTINCT FROM last_lc "
     "ELSE name_lc = first_lc OR starts_with(name_lc, first_lc || ' ') END)";
 
-// `col` starts with the query ($p).
-std::string InRange(const char* col, int p) {
-  return absl::StrCat(col, " >= lower($", p, ") COLLATE \"C\" AND ", col,
-                      " < (lower($", p, ") || chr(1114111)) COLLATE \"C\"");
+// The end of the query's range (no key holds U+10FFFF).
+std::string RangeEnd(int p) {
+  return absl::StrCat("(lower($", p, ") || chr(1114111)) COLLATE \"C\"");
 }
 
 // The distinct values of `col` in the query's range, one index probe each
@@ -29,14 +28,19 @@ std::string DistinctValues(const char* cte, const char* col, int p,
                            const std::string& more) {
   return absl::StrCat(cte, "(v, n) AS (SELECT min(", col,
                       "), 1 FROM identity.users WHERE workspace_id = $1 AND ",
-                      InRange(col, p), " UNION ALL SELECT (SELECT min(", col,
-                      ") FROM identity.users WHERE workspace_id = $1 AND ", col,
-                      " > r.v AND ", col, " < (lower($", p,
-                      ") || chr(1114111)) COLLATE \"C\"), r.n + 1 FROM ", cte,
-                      " r WHERE r.v IS NOT NULL", more, ")");
+                      PrefixRange(col, p), " UNION ALL SELECT (SELECT min(",
+                      col, ") FROM identity.users WHERE workspace_id = $1 AND ",
+                      col, " > r.v AND ", col, " < ", RangeEnd(p),
+                      "), r.n + 1 FROM ", cte, " r WHERE r.v IS NOT NULL", more,
+                      ")");
 }
 
 }  // namespace
+
+std::string PrefixRange(const char* col, int p) {
+  return absl::StrCat(col, " >= lower($", p, ") COLLATE \"C\" AND ", col, " < ",
+                      RangeEnd(p));
+}
 
 std::string CountNamesOfPrefixSql() {
   const std::string more = absl::StrCat(" AND r.n <= ", kMaxMergedNames);
@@ -88,14 +92,14 @@ std::string EmailOrderMergeSql(const EmailOrderMerge& m,
   // A query with a space can match a full name past its first name.
   const std::string names =
       prefix_has_space
-          ? whole(InRange("name_lc", p))
-          : whole(absl::StrCat(InRange("name_lc", p), " AND ", kOwnName));
+          ? whole(PrefixRange("name_lc", p))
+          : whole(absl::StrCat(PrefixRange("name_lc", p), " AND ", kOwnName));
   return absl::StrCat(
       "WITH RECURSIVE ", DistinctValues("firsts", "first_lc", p, ""), ", ",
       DistinctValues("lasts", "last_lc", p, ""), " ",
-      run(InRange("email_lc", p)), " UNION ", runs_of("firsts", "first_lc"),
+      run(PrefixRange("email_lc", p)), " UNION ", runs_of("firsts", "first_lc"),
       " UNION ", runs_of("lasts", "last_lc"), " UNION ",
-      whole(absl::StrCat(InRange("username_lc", p),
+      whole(absl::StrCat(PrefixRange("username_lc", p),
                          " AND username_lc IS DISTINCT FROM email_lc")),
       " UNION ", names);
 }

@@ -14,6 +14,10 @@ namespace guestlist::identity {
 // densely all along the email order, where the walk is quick).
 constexpr int kMaxMergedNames = 32;
 
+// `col` starts with the query, parameter $p: a btree range of C-collated
+// lower-case keys.
+std::string PrefixRange(const char* col, int p);
+
 // Parameters: $1 workspace id, $2 the query. One row: how many distinct
 // first names and last names (each counted up to kMaxMergedNames + 1)
 // start with the query.
@@ -23,7 +27,7 @@ std::string CountNamesOfPrefixSql();
 struct EmailOrderMerge {
   std::string filters;   // kind / status: " AND kind = $2"...
   int prefix_param = 0;  // $n of the query
-  std::string after;     // " WHERE (k, id) > (...)" past the cursor, or ""
+  std::string after;     // " WHERE k >= ... AND (...)" past the cursor, or ""
   std::string order_by;  // " ORDER BY k, id" (or both DESC)
   int page_rows = 0;     // rows a page needs (its size + 1)
 };

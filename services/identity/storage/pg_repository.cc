@@ -471,9 +471,7 @@ class PgTx final : public IdentityTx {
       params.push_back(q.prefix);
       const size_t p = params.size();
       auto range = [p](const char* col) {
-        return absl::StrCat(col, " >= lower($", p, ") COLLATE \"C\" AND ", col,
-                            " < (lower($", p,
-                            ") || chr(1114111)) COLLATE \"C\"");
+        return PrefixRange(col, static_cast<int>(p));
       };
       // One index-only range scan per searchable key (V005 carries the sort
       // keys in each search index).
