@@ -520,7 +520,7 @@ class PgTx final : public IdentityTx {
           merge_prefix = static_cast<int>(p);
         }
       }
-      if (dense) {
+      if (dense && merge_prefix == 0) {
         // Many matches: walk the sort index and test the search keys it
         // carries; the walk stops after one page, or at kWalkCap entries
         // when the matches lie far apart (or far along the sort order:
@@ -538,8 +538,6 @@ class PgTx final : public IdentityTx {
       matching = absl::StrJoin(branches, " UNION ");
     }
     const char* cmp = q.order.descending ? "<" : ">";
-    // The keyset condition past the cursor, with its two values appended to
-    // `to` (empty on the first page).
     // The keyset condition past the cursor, whose key and id are
     // parameters n and n + 1 (empty on the first page). `split` spells the
     // row comparison as scalar ones: a btree range with a bound of its own
@@ -583,10 +581,6 @@ class PgTx final : public IdentityTx {
                           "ORDER BY p.k",
                           dir, ", p.id", dir);
     };
-    auto read_page = [&](const std::string& page_ids, const char* extra,
-                         const Params& page_params) {
-      return Exec(page_sql(page_ids, extra), page_params);
-    };
     if (merge_prefix > 0) {
       const std::string merge = EmailOrderMergeSql(
           {filters, merge_prefix, after_cursor(cursor_param, true), order_by,
@@ -620,13 +614,15 @@ class PgTx final : public IdentityTx {
       walk_params.push_back(walk_cap);
       ASSIGN_OR_RETURN(
           pg::Result r,
-          read_page(
-              absl::StrCat(
-                  "SELECT id, k FROM (SELECT * FROM (SELECT id, ", key_col,
-                  " AS k, ", absl::StrJoin(kSearchColumns, ", "), of_workspace,
-                  ") m", after, order_by, " LIMIT $", walk_params.size(),
-                  ") w WHERE ", walk_hit, order_by, limit),
-              "", walk_params));
+          Exec(page_sql(
+                   absl::StrCat("SELECT id, k FROM (SELECT * FROM (SELECT id, ",
+                                key_col, " AS k, ",
+                                absl::StrJoin(kSearchColumns, ", "),
+                                of_workspace, ") m", after, order_by,
+                                " LIMIT $", walk_params.size(), ") w WHERE ",
+                                walk_hit, order_by, limit),
+                   ""),
+               walk_params));
       // Short of a page: the end of the matches, unless the walk stopped at
       // the cap before the end of the workspace's entries.
       bool cut_short = false;
@@ -649,11 +645,12 @@ class PgTx final : public IdentityTx {
     // (the window is computed before the LIMIT).
     ASSIGN_OR_RETURN(
         pg::Result r,
-        read_page(
-            absl::StrCat("SELECT id, k",
-                         count_in_page ? ", count(*) OVER () AS n" : "",
-                         " FROM (", matching, ") m", after, order_by, limit),
-            count_in_page ? ", p.n" : "", params));
+        Exec(page_sql(absl::StrCat(
+                          "SELECT id, k",
+                          count_in_page ? ", count(*) OVER () AS n" : "",
+                          " FROM (", matching, ") m", after, order_by, limit),
+                      count_in_page ? ", p.n" : ""),
+             params));
     if (count_in_page) {
       page.total = r.rows() > 0 ? static_cast<int>(r.GetInt(0, 15)) : 0;
     }
