@@ -883,6 +883,88 @@ TEST_F(IdentityTest, ListUsersInEmailOrderMergesEveryKindOfMatch) {
   }
 }
 
+// Many matches in name order come from a merge of sorted runs too: the
+// full-name range, one run per last name, and the users whose username or
+// email no other run covers (an email not starting with the first name, or
+// matching the query past a first name that is one of its proper
+// prefixes). Every listing equals the one a plain query of the five keys
+// gives, user for user, page after page, both ways.
+TEST_F(IdentityTest, ListUsersInNameOrderMergesEveryKindOfMatch) {
+  Ws ws = NewWorkspace("ws-list-name-merge");
+  // Classes: 0 Zoe Berg, email "zoe..."; 1 last name Zorn only; 2 a
+  // username of its own; 3 an email "zo.x..." not starting with the first
+  // name Eve; 4 first name Z, email "zombie..." (past the first name); 5 no
+  // email, username "zoey..."; 6 nothing; 7 Zoe Berg, a MEMBER; 8 no first
+  // name, last name Zorn; 9 Zed Berg, email "zed...". 500 users per slot
+  // of 40: the full-name run alone is over the union's cap, the runs read
+  // whole are small.
+  BulkInsertUsers(
+      ws,
+      "SELECT gen_random_uuid(), $1, CASE g WHEN 2 THEN 'zorro' || i WHEN 5 "
+      "THEN 'zoey' || i ELSE e END, e, CASE g WHEN 0 THEN 'Zoe' WHEN 1 THEN "
+      "'Anna' WHEN 2 THEN 'Carl' WHEN 4 THEN 'Z' WHEN 7 THEN 'Zoe' WHEN 8 "
+      "THEN '' WHEN 9 THEN 'Zed' ELSE 'Eve' END, CASE WHEN g IN (1, 8) THEN "
+      "'Zorn' ELSE 'Berg' END, CASE g WHEN 7 THEN 'MEMBER' ELSE 'GUEST' END, "
+      "'ACTIVE', 1, now() - make_interval(secs => i), now() FROM "
+      "generate_series(0, 19999) i, LATERAL (SELECT (ARRAY[0, 0, 0, 0, 0, 0, "
+      "0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 3, 4, "
+      "5, 6, 6, 6, 7, 7, 8, 8, 9, 9])[1 + i % 40] AS g) a, LATERAL (SELECT "
+      "CASE g WHEN 0 THEN 'zoe' WHEN 1 THEN 'anna' WHEN 2 THEN 'carl' WHEN 3 "
+      "THEN 'zo.x' WHEN 4 THEN 'zombie' WHEN 5 THEN '' WHEN 6 THEN 'eve' WHEN "
+      "7 THEN 'zoe.m' WHEN 8 THEN 'x' ELSE 'zed' END AS local) l, LATERAL "
+      "(SELECT CASE WHEN local = '' THEN '' ELSE local || i || "
+      "'@name-merge.example.com' END AS e) m");
+  // As autovacuum would soon: the merge's plan is made from statistics (a
+  // table that looks empty gets plans that are right, only slower).
+  ASSERT_TRUE(env->pool->Exec("ANALYZE identity.users").ok());
+  // What each listing must be: every user some key of whom starts with the
+  // query, in (name, id) order.
+  auto expected = [&](const std::string& query, bool descending,
+                      const std::string& kind) {
+    const char* dir = descending ? " DESC" : "";
+    auto r = env->pool->Exec(
+        absl::StrCat("SELECT id FROM identity.users WHERE workspace_id = $1 "
+                     "AND ($3 = '' OR kind = $3) AND (starts_with(email_lc, "
+                     "lower($2)) OR starts_with(username_lc, lower($2)) OR "
+                     "starts_with(first_lc, lower($2)) OR starts_with(last_lc, "
+                     "lower($2)) OR starts_with(name_lc, lower($2))) ORDER BY "
+                     "name_lc",
+                     dir, ", id", dir),
+        {ws.workspace.id(), query, kind});
+    EXPECT_TRUE(r.ok()) << r.status();
+    std::vector<std::string> ids;
+    for (int i = 0; r.ok() && i < r->rows(); ++i) ids.push_back(r->Get(i, 0));
+    return ids;
+  };
+  struct Case {
+    std::string query;
+    v1::UserKind kind;
+    size_t matches;
+  };
+  for (const Case& c : {Case{"zo", v1::USER_KIND_UNSPECIFIED, 17500},
+                        Case{"Z", v1::USER_KIND_UNSPECIFIED, 18500},
+                        Case{"zoe b", v1::USER_KIND_UNSPECIFIED, 13000},
+                        Case{"zo", v1::GUEST, 16500}}) {
+    for (const bool descending : {false, true}) {
+      v1::ListUsersRequest req;
+      req.set_order_by(descending ? "name desc" : "name");
+      req.set_query(c.query);
+      req.set_kind(c.kind);
+      req.set_page_size(500);
+      int total = 0;
+      std::vector<std::string> listed;
+      for (const v1::User& u : ListAll(ws, req, &total)) {
+        listed.push_back(u.id());
+      }
+      std::vector<std::string> want =
+          expected(c.query, descending, c.kind == v1::GUEST ? "GUEST" : "");
+      EXPECT_EQ(want.size(), c.matches) << c.query;
+      EXPECT_EQ(listed, want) << c.query << " " << req.order_by();
+      EXPECT_GT(total, 5000) << c.query;
+    }
+  }
+}
+
 TEST_F(IdentityTest, NothingOfOneWorkspaceIsVisibleFromAnother) {
   Ws a = NewWorkspace("ws-iso-a");
   Ws b = NewWorkspace("ws-iso-b");

@@ -1,0 +1,20 @@
+-- A prefix query with many matches in name order is answered as a merge of
+-- sorted runs too (see ListUsers and storage/merge_search.cc), as V008 did
+-- for email order: the full-name range of users_by_name is in name order;
+-- the last names below are in name order within a name, so a range of last
+-- names is read as one short run per distinct name.
+CREATE INDEX users_by_last_in_name_order
+  ON identity.users (workspace_id, last_lc, name_lc, id)
+  INCLUDE (kind, status);
+-- Users whose email the full-name run does not already cover, read whole
+-- (usually few): an email that does not start with the first name ("jdoe@"
+-- for Jane Doe). An email that does start with it matches a query either
+-- through the first name or, past it, from V008's users_by_first (first
+-- name, email). (A first name that starts with a query without edge spaces
+-- always has the full name start with it: the full name is the first name,
+-- a space and the last name, trimmed of spaces at both ends.)
+CREATE INDEX users_by_own_email
+  ON identity.users (workspace_id, email_lc, id)
+  INCLUDE (name_lc, kind, status)
+  WHERE email_lc <> '' AND NOT (coalesce(first_lc, '') <> ''
+                                AND starts_with(email_lc, first_lc));
