@@ -18,3 +18,11 @@ CREATE INDEX users_by_own_email
   INCLUDE (name_lc, kind, status)
   WHERE email_lc <> '' AND NOT (coalesce(first_lc, '') <> ''
                                 AND starts_with(email_lc, first_lc));
+-- V008's users with a username of their own, now with the full name too:
+-- without it the name-order merge's run of them is no index-only scan, and
+-- the planner reads the whole username range of the full index instead
+-- (47 ms for "mar" among 1,000,000 users).
+DROP INDEX identity.users_by_own_username;
+CREATE INDEX users_by_own_username ON identity.users (workspace_id, username_lc, id)
+  INCLUDE (email_lc, name_lc, kind, status)
+  WHERE username_lc IS DISTINCT FROM email_lc;
