@@ -790,9 +790,9 @@ TEST_F(IdentityTest, ListUsersWithManyAndFewMatchesOfAQuery) {
   EXPECT_NEAR(total, 6000, 1200);
 }
 
-// Many matches that all sort after a long run of other users: in name and
-// creation order the walk of the sort index gives up at its cap and the
-// union of the key ranges answers (email order merges, see below; its
+// Many matches that all sort after a long run of other users: in creation
+// order the walk of the sort index gives up at its cap and the union of
+// the key ranges answers (email and name order merge, see below; their
 // cases here still check the same listing).
 TEST_F(IdentityTest, ListUsersFindsManyMatchesPastALongRunOfOthers) {
   Ws ws = NewWorkspace("ws-list-far");
