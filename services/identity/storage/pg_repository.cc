@@ -446,6 +446,22 @@ class PgTx final : public IdentityTx {
     const std::string rows_of_workspace =
         absl::StrCat("SELECT id, ", key_col, " AS k", of_workspace);
     const size_t prefilter_params = params.size();
+    const char* dir = q.order.descending ? " DESC" : "";
+    const std::string order_by = absl::StrCat(" ORDER BY k", dir, ", id", dir);
+    // Picks the page's ids (and sort keys) from the indexes alone, then
+    // reads only those rows, one primary-key lookup each: as a plain join,
+    // a generic plan that overestimates the page (a LIMIT parameter) read
+    // every user of a table of 36,000 by a hash join (60 ms); OFFSET 0
+    // keeps the lateral lookup from being flattened into such a join.
+    // `extra` are more columns of the page.
+    auto page_sql = [&](const std::string& page_ids, const char* extra) {
+      return absl::StrCat("SELECT ", kUserColumnsOfU, ", p.k", extra, " FROM (",
+                          page_ids,
+                          ") p CROSS JOIN LATERAL (SELECT * FROM "
+                          "identity.users WHERE id = p.id OFFSET 0) u "
+                          "ORDER BY p.k",
+                          dir, ", p.id", dir);
+    };
     UserPage page;
     // (id, sort key) of every matching user, in no particular order.
     std::string matching;
@@ -453,7 +469,6 @@ class PgTx final : public IdentityTx {
     std::string walk_hit;
     // Set when many users match in email or name order: the query's parameter.
     int merge_prefix = 0;
-    bool count_in_page = false;
     if (q.prefix.empty()) {
       if (q.count_total) {
         // The trigger-kept counters answer without reading users.
@@ -491,14 +506,27 @@ class PgTx final : public IdentityTx {
                          EstimateLargestBranch(branches, params));
         if (estimate > kSureDenseEstimate) {
           dense = true;
+        } else if (!q.after.has_value()) {
+          // The first page, its exact count and whether a range is over
+          // the cap, in one statement.
+          const std::string capped_union = CappedUnionSql(branches);
+          ASSIGN_OR_RETURN(pg::Result r,
+                           Exec(page_sql(absl::StrCat(capped_union, order_by,
+                                                      " LIMIT ", q.limit + 1),
+                                         ", p.n, p.widest"),
+                                params));
+          dense = r.rows() > 0 && r.GetInt(0, 16) > kBranchCap;
+          if (!dense) {
+            page.total = r.rows() > 0 ? static_cast<int>(r.GetInt(0, 15)) : 0;
+            FillPage(r, q.limit, &page);
+            return page;
+          }
         } else {
           ASSIGN_OR_RETURN(dense, AnyBranchOverCap(branches, params));
         }
         if (dense) {
           page.total =
               static_cast<int>(std::max<int64_t>(kBranchCap + 1, estimate));
-        } else if (!q.after.has_value()) {
-          count_in_page = true;  // exact: the union is read whole anyway
         } else {
           ASSIGN_OR_RETURN(
               pg::Result c,
@@ -575,24 +603,8 @@ class PgTx final : public IdentityTx {
         after_cursor(push_cursor(&probe_params), false);
     const size_t cursor_param = push_cursor(&params);
     const std::string after = after_cursor(cursor_param, false);
-    const char* dir = q.order.descending ? " DESC" : "";
-    const std::string order_by = absl::StrCat(" ORDER BY k", dir, ", id", dir);
     params.push_back(pg::Int(q.limit + 1));
     const std::string limit = absl::StrCat(" LIMIT $", params.size());
-    // Picks the page's ids (and sort keys) from the indexes alone, then
-    // reads only those rows, one primary-key lookup each: as a plain join,
-    // a generic plan that overestimates the page (a LIMIT parameter) read
-    // every user of a table of 36,000 by a hash join (60 ms); OFFSET 0
-    // keeps the lateral lookup from being flattened into such a join.
-    // `extra` is one more column of the page.
-    auto page_sql = [&](const std::string& page_ids, const char* extra) {
-      return absl::StrCat("SELECT ", kUserColumnsOfU, ", p.k", extra, " FROM (",
-                          page_ids,
-                          ") p CROSS JOIN LATERAL (SELECT * FROM "
-                          "identity.users WHERE id = p.id OFFSET 0) u "
-                          "ORDER BY p.k",
-                          dir, ", p.id", dir);
-    };
     if (merge_prefix > 0) {
       const MergeQuery m{filters, merge_prefix,
                          after_cursor(cursor_param, true), order_by,
@@ -656,19 +668,11 @@ class PgTx final : public IdentityTx {
         return page;
       }
     }
-    // With count_in_page, every row also carries the number of matches
-    // (the window is computed before the LIMIT).
-    ASSIGN_OR_RETURN(
-        pg::Result r,
-        Exec(page_sql(absl::StrCat(
-                          "SELECT id, k",
-                          count_in_page ? ", count(*) OVER () AS n" : "",
-                          " FROM (", matching, ") m", after, order_by, limit),
-                      count_in_page ? ", p.n" : ""),
-             params));
-    if (count_in_page) {
-      page.total = r.rows() > 0 ? static_cast<int>(r.GetInt(0, 15)) : 0;
-    }
+    ASSIGN_OR_RETURN(pg::Result r,
+                     Exec(page_sql(absl::StrCat("SELECT id, k FROM (", matching,
+                                                ") m", after, order_by, limit),
+                                   ""),
+                          params));
     FillPage(r, q.limit, &page);
     return page;
   }
@@ -681,6 +685,25 @@ class PgTx final : public IdentityTx {
     if (r.rows() > limit && n > 0) {
       page->next = PageCursor{r.Get(n - 1, 14), r.Get(n - 1, 0)};
     }
+  }
+
+  // (id, k) of the union of `branches`, each cut at kBranchCap + 1 rows,
+  // with n, the size of the union, and widest, the rows of its largest
+  // branch: over kBranchCap, the union is not every match. The caller
+  // appends ORDER BY and LIMIT.
+  static std::string CappedUnionSql(const std::vector<std::string>& branches) {
+    std::vector<std::string> ranges, unite, sizes;
+    for (size_t i = 0; i < branches.size(); ++i) {
+      ranges.push_back(absl::StrCat("b", i, " AS (", branches[i], " LIMIT ",
+                                    kBranchCap + 1, ")"));
+      unite.push_back(absl::StrCat("SELECT * FROM b", i));
+      sizes.push_back(absl::StrCat("(SELECT count(*) FROM b", i, ")"));
+    }
+    return absl::StrCat("WITH ", absl::StrJoin(ranges, ", "), ", m AS (",
+                        absl::StrJoin(unite, " UNION "),
+                        ") SELECT id, k, (SELECT count(*) FROM m) AS n, "
+                        "greatest(",
+                        absl::StrJoin(sizes, ", "), ") AS widest FROM m");
   }
 
   // Whether one of `branches` has more than kBranchCap rows, sizing them
