@@ -13,6 +13,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/auth.h"
 #include "common/clock.h"
@@ -962,6 +963,70 @@ TEST_F(IdentityTest, ListUsersInNameOrderMergesEveryKindOfMatch) {
       EXPECT_EQ(want.size(), c.matches) << c.query;
       EXPECT_EQ(listed, want) << c.query << " " << req.order_by();
       EXPECT_GT(total, 5000) << c.query;
+    }
+  }
+}
+
+// Few matches come from the union of the email, first- and last-name
+// ranges and the small ranges of usernames and full names of their own:
+// every order lists what a plain query of the five keys gives, with the
+// exact count.
+TEST_F(IdentityTest, ListUsersWithFewMatchesFindsEveryKindOfMatch) {
+  Ws ws = NewWorkspace("ws-list-few");
+  // By i % 8: 0 email "zo..."; 1 first name Zoe only; 2 last name Zorn
+  // only; 3 a username of its own; 4 a first name with a leading space (so
+  // the full name "zed berg" starts with z, the first name does not); 5 no
+  // email, username "zoey..."; 6 nothing; 7 Zoe Berg, email "zoe.b...".
+  BulkInsertUsers(
+      ws,
+      "SELECT gen_random_uuid(), $1, CASE g WHEN 3 THEN 'zorro' || i WHEN 5 "
+      "THEN 'zoey' || i ELSE e END, e, CASE g WHEN 2 THEN 'Bob' WHEN 3 THEN "
+      "'Carl' WHEN 4 THEN ' Zed' WHEN 5 THEN 'Eve' WHEN 6 THEN 'Eve' WHEN 0 "
+      "THEN 'Ann' ELSE 'Zoe' END, CASE g WHEN 2 THEN 'Zorn' ELSE 'Berg' END, "
+      "'GUEST', 'ACTIVE', 1, now() - make_interval(secs => i), now() FROM "
+      "generate_series(0, 79) i, LATERAL (SELECT i % 8 AS g) a, LATERAL "
+      "(SELECT CASE g WHEN 0 THEN 'zo' WHEN 1 THEN 'anna' WHEN 2 THEN 'bob' "
+      "WHEN 3 THEN 'carl' WHEN 4 THEN 'dan' WHEN 5 THEN '' WHEN 6 THEN 'eve' "
+      "ELSE 'zoe.b' END AS local) l, LATERAL (SELECT CASE WHEN local = '' "
+      "THEN '' ELSE local || i || '@few.example.com' END AS e) m");
+  struct Case {
+    std::string query;
+    int matches;
+  };
+  for (const Case& c : {Case{"zo", 60}, Case{"Z", 70}, Case{"zoe b", 20},
+                        Case{"zorro", 10}, Case{"zed b", 10}}) {
+    for (const std::string order : {"email", "email desc", "name", "name desc",
+                                    "createTime", "createTime desc"}) {
+      const std::vector<std::string> words = absl::StrSplit(order, ' ');
+      const std::string col = words[0] == "email"  ? "email_lc"
+                              : words[0] == "name" ? "name_lc"
+                                                   : "create_time";
+      const char* dir = words.size() > 1 ? " DESC" : "";
+      auto want = env->pool->Exec(
+          absl::StrCat("SELECT id FROM identity.users WHERE workspace_id = "
+                       "$1 AND (starts_with(email_lc, lower($2)) OR "
+                       "starts_with(username_lc, lower($2)) OR "
+                       "starts_with(first_lc, lower($2)) OR "
+                       "starts_with(last_lc, lower($2)) OR "
+                       "starts_with(name_lc, lower($2))) ORDER BY ",
+                       col, dir, ", id", dir),
+          {ws.workspace.id(), c.query});
+      ASSERT_TRUE(want.ok()) << want.status();
+      std::vector<std::string> want_ids;
+      for (int i = 0; i < want->rows(); ++i)
+        want_ids.push_back(want->Get(i, 0));
+      v1::ListUsersRequest req;
+      req.set_order_by(order);
+      req.set_query(c.query);
+      req.set_page_size(7);
+      int total = 0;
+      std::vector<std::string> listed;
+      for (const v1::User& u : ListAll(ws, req, &total)) {
+        listed.push_back(u.id());
+      }
+      EXPECT_EQ(want_ids.size(), static_cast<size_t>(c.matches)) << c.query;
+      EXPECT_EQ(listed, want_ids) << c.query << " " << order;
+      EXPECT_EQ(total, c.matches) << c.query << " " << order;
     }
   }
 }

@@ -44,6 +44,19 @@ std::string DistinctValues(const char* cte, const char* col, int p,
                       ")");
 }
 
+// Users with a username of their own in the query's range (V008's
+// users_by_own_username).
+std::string OwnUsernameRange(int p) {
+  return absl::StrCat(PrefixRange("username_lc", p),
+                      " AND username_lc IS DISTINCT FROM email_lc");
+}
+
+// Users with a full name of their own in the query's range (V008's
+// users_by_own_name).
+std::string OwnNameRange(int p) {
+  return absl::StrCat(PrefixRange("name_lc", p), " AND ", kOwnName);
+}
+
 // Builds the runs of one merge, each (id, k) with k the sort key `key_col`,
 // past the cursor, in page order, stopped after a page.
 class Runs {
@@ -97,6 +110,12 @@ std::string PrefixRange(const char* col, int p) {
                       RangeEnd(p));
 }
 
+std::vector<std::string> SearchRanges(int p, bool prefix_has_space) {
+  return {PrefixRange("email_lc", p), PrefixRange("first_lc", p),
+          PrefixRange("last_lc", p), OwnUsernameRange(p),
+          prefix_has_space ? PrefixRange("name_lc", p) : OwnNameRange(p)};
+}
+
 std::string CountNamesOfPrefixSql() {
   const std::string more = absl::StrCat(" AND r.n <= ", kMaxMergedNames);
   return absl::StrCat("WITH RECURSIVE ",
@@ -114,15 +133,13 @@ std::string EmailOrderMergeSql(const MergeQuery& m, bool prefix_has_space) {
       prefix_has_space ? runs.Whole(PrefixRange("name_lc", p))
                        : runs.Whole(absl::StrCat(PrefixRange("name_lc", p),
                                                  " AND ", kOwnName));
-  return absl::StrCat(
-      "WITH RECURSIVE ", DistinctValues("firsts", "first_lc", p, ""), ", ",
-      DistinctValues("lasts", "last_lc", p, ""), " ",
-      runs.Ordered(PrefixRange("email_lc", p)), " UNION ",
-      runs.PerValue("firsts", "first_lc"), " UNION ",
-      runs.PerValue("lasts", "last_lc"), " UNION ",
-      runs.Whole(absl::StrCat(PrefixRange("username_lc", p),
-                              " AND username_lc IS DISTINCT FROM email_lc")),
-      " UNION ", names);
+  return absl::StrCat("WITH RECURSIVE ",
+                      DistinctValues("firsts", "first_lc", p, ""), ", ",
+                      DistinctValues("lasts", "last_lc", p, ""), " ",
+                      runs.Ordered(PrefixRange("email_lc", p)), " UNION ",
+                      runs.PerValue("firsts", "first_lc"), " UNION ",
+                      runs.PerValue("lasts", "last_lc"), " UNION ",
+                      runs.Whole(OwnUsernameRange(p)), " UNION ", names);
 }
 
 std::string NameOrderMergeSql(const MergeQuery& m) {
@@ -141,9 +158,7 @@ std::string NameOrderMergeSql(const MergeQuery& m) {
       "WITH RECURSIVE ", DistinctValues("lasts", "last_lc", p, ""), " ",
       runs.Ordered(PrefixRange("name_lc", p)), " UNION ",
       runs.PerValue("lasts", "last_lc"), " UNION ",
-      runs.Whole(absl::StrCat(PrefixRange("username_lc", p),
-                              " AND username_lc IS DISTINCT FROM email_lc")),
-      " UNION ",
+      runs.Whole(OwnUsernameRange(p)), " UNION ",
       runs.Whole(absl::StrCat(PrefixRange("email_lc", p), " AND ", kOwnEmail)),
       " UNION ", emails_past_first_name);
 }

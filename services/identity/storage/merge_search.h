@@ -6,6 +6,7 @@
 #define GUESTLIST_SERVICES_IDENTITY_STORAGE_MERGE_SEARCH_H_
 
 #include <string>
+#include <vector>
 
 namespace guestlist::identity {
 
@@ -17,6 +18,14 @@ constexpr int kMaxMergedNames = 32;
 // `col` starts with the query, parameter $p: a btree range of C-collated
 // lower-case keys.
 std::string PrefixRange(const char* col, int p);
+
+// Conditions that together select every user some search key of whom
+// (email, username, first, last or full name) starts with the query, $p:
+// the email, first- and last-name ranges, and the username and full-name
+// ranges only of the users those three do not already cover (a username
+// other than the email; a full name past the first name, or any full name
+// when the query has a space), read from V008's small partial indexes.
+std::vector<std::string> SearchRanges(int p, bool prefix_has_space);
 
 // Parameters: $1 workspace id, $2 the query. One row: how many distinct
 // first names and last names (each counted up to kMaxMergedNames + 1)

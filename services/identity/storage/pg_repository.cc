@@ -489,11 +489,14 @@ class PgTx final : public IdentityTx {
         return PrefixRange(col, static_cast<int>(p));
       };
       // One index-only range scan per searchable key (V005 carries the sort
-      // keys in each search index).
+      // keys in each search index); the usernames that are the email and
+      // the full names past the first name are left out: the email and
+      // first-name ranges hold those users already (half the entries a
+      // union of "martin.sch" read, 16 -> 11 ms).
       std::vector<std::string> branches;
-      for (const char* col : kSearchColumns) {
-        branches.push_back(
-            absl::StrCat(rows_of_workspace, " AND ", range(col)));
+      for (const std::string& where : SearchRanges(
+               static_cast<int>(p), absl::StrContains(q.prefix, ' '))) {
+        branches.push_back(absl::StrCat(rows_of_workspace, " AND ", where));
       }
       bool dense = false;
       if (q.count_total) {
@@ -722,9 +725,9 @@ class PgTx final : public IdentityTx {
   }
 
   // The planner's row estimate (from its statistics, no scan) of the
-  // largest of `branches`. The branches overlap heavily (username is
-  // usually the email, the full name starts with the first name), so the
-  // largest is a closer estimate of their union than their sum.
+  // largest of `branches`. The branches overlap heavily (an email usually
+  // starts with the first name), so the largest is a closer estimate of
+  // their union than their sum.
   absl::StatusOr<int64_t> EstimateLargestBranch(
       const std::vector<std::string>& branches, const Params& params) {
     ASSIGN_OR_RETURN(pg::Result r,
