@@ -369,6 +369,72 @@ class IdentityTest : public ::testing::Test {
     }
   }
 
+  // The ids of the users of `ws` some search key of whom starts with
+  // `query` (and of `kind` unless empty), in `order` ("name desc"...) then
+  // id: what a listing must give, from a plain query of the five keys.
+  static std::vector<std::string> PlainSearch(const Ws& ws,
+                                              const std::string& query,
+                                              const std::string& order,
+                                              const std::string& kind = "") {
+    const std::vector<std::string> words = absl::StrSplit(order, ' ');
+    const std::string col = words[0] == "email"  ? "email_lc"
+                            : words[0] == "name" ? "name_lc"
+                                                 : "create_time";
+    const char* dir = words.size() > 1 ? " DESC" : "";
+    auto r = env->pool->Exec(
+        absl::StrCat("SELECT id FROM identity.users WHERE workspace_id = $1 "
+                     "AND ($3 = '' OR kind = $3) AND (starts_with(email_lc, "
+                     "lower($2)) OR starts_with(username_lc, lower($2)) OR "
+                     "starts_with(first_lc, lower($2)) OR starts_with(last_lc, "
+                     "lower($2)) OR starts_with(name_lc, lower($2))) ORDER BY ",
+                     col, dir, ", id", dir),
+        {ws.workspace.id(), query, kind});
+    EXPECT_TRUE(r.ok()) << r.status();
+    std::vector<std::string> ids;
+    for (int i = 0; r.ok() && i < r->rows(); ++i) ids.push_back(r->Get(i, 0));
+    return ids;
+  }
+
+  // The ids ListUsers lists for `query` in `order`, page after page.
+  static std::vector<std::string> ListAllIds(const Ws& ws,
+                                             const std::string& order,
+                                             const std::string& query,
+                                             v1::UserKind kind, int page_size,
+                                             int* total) {
+    v1::ListUsersRequest req;
+    req.set_order_by(order);
+    req.set_query(query);
+    req.set_kind(kind);
+    req.set_page_size(page_size);
+    std::vector<std::string> ids;
+    for (const v1::User& u : ListAll(ws, req, total)) ids.push_back(u.id());
+    return ids;
+  }
+
+  struct SearchCase {
+    std::string query;
+    v1::UserKind kind;
+    size_t matches;
+  };
+  // Each case, listed in each of `orders` in pages of 500, gives what
+  // PlainSearch does, with `matches` users and an estimated totalSize over
+  // the union's cap.
+  static void ExpectManyMatchesListedInOrder(
+      const Ws& ws, const std::vector<std::string>& orders,
+      const std::vector<SearchCase>& cases) {
+    for (const SearchCase& c : cases) {
+      for (const std::string& order : orders) {
+        int total = 0;
+        std::vector<std::string> want =
+            PlainSearch(ws, c.query, order, c.kind == v1::GUEST ? "GUEST" : "");
+        EXPECT_EQ(want.size(), c.matches) << c.query;
+        EXPECT_EQ(ListAllIds(ws, order, c.query, c.kind, 500, &total), want)
+            << c.query << " " << order;
+        EXPECT_GT(total, 5000) << c.query;
+      }
+    }
+  }
+
   // Inserts straight into identity.users the rows of `select` ($1 is the
   // workspace id), in the column order below: many users at once.
   static void BulkInsertUsers(const Ws& ws, const std::string& select) {
@@ -840,48 +906,11 @@ TEST_F(IdentityTest, ListUsersInEmailOrderMergesEveryKindOfMatch) {
       "WHEN 4 THEN 'dan' WHEN 5 THEN '' WHEN 6 THEN 'eve' ELSE 'zom' END AS "
       "local) l, LATERAL (SELECT CASE WHEN local = '' THEN '' ELSE local || "
       "i || '@merge.example.com' END AS e) m");
-  // What each listing must be: every user some key of whom starts with the
-  // query, in (email, id) order.
-  auto expected = [&](const std::string& query, bool descending,
-                      const std::string& kind) {
-    const char* dir = descending ? " DESC" : "";
-    auto r = env->pool->Exec(
-        absl::StrCat("SELECT email FROM identity.users WHERE workspace_id = "
-                     "$1 AND ($3 = '' OR kind = $3) AND (starts_with(email_lc, "
-                     "lower($2)) OR starts_with(username_lc, lower($2)) OR "
-                     "starts_with(first_lc, lower($2)) OR starts_with(last_lc, "
-                     "lower($2)) OR starts_with(name_lc, lower($2))) ORDER BY "
-                     "email_lc",
-                     dir, ", id", dir),
-        {ws.workspace.id(), query, kind});
-    EXPECT_TRUE(r.ok()) << r.status();
-    std::vector<std::string> emails;
-    for (int i = 0; r.ok() && i < r->rows(); ++i) {
-      emails.push_back(r->Get(i, 0));
-    }
-    return emails;
-  };
-  struct Case {
-    std::string query;
-    v1::UserKind kind;
-    size_t matches;
-  };
-  for (const Case& c : {Case{"zo", v1::USER_KIND_UNSPECIFIED, 12000},
-                        Case{"Z", v1::USER_KIND_UNSPECIFIED, 14000},
-                        Case{"zoe b", v1::USER_KIND_UNSPECIFIED, 6000},
-                        Case{"zo", v1::GUEST, 10000}}) {
-    for (const bool descending : {false, true}) {
-      const std::string order = descending ? "email desc" : "email";
-      int total = 0;
-      std::vector<std::string> listed =
-          ListAllEmails(ws, order, c.query, c.kind, &total);
-      std::vector<std::string> want =
-          expected(c.query, descending, c.kind == v1::GUEST ? "GUEST" : "");
-      EXPECT_EQ(want.size(), c.matches) << c.query;
-      EXPECT_EQ(listed, want) << c.query << " " << order;
-      EXPECT_GT(total, 5000) << c.query;
-    }
-  }
+  ExpectManyMatchesListedInOrder(ws, {"email", "email desc"},
+                                 {{"zo", v1::USER_KIND_UNSPECIFIED, 12000},
+                                  {"Z", v1::USER_KIND_UNSPECIFIED, 14000},
+                                  {"zoe b", v1::USER_KIND_UNSPECIFIED, 6000},
+                                  {"zo", v1::GUEST, 10000}});
 }
 
 // Many matches in name order come from a merge of sorted runs too: the
@@ -919,52 +948,11 @@ TEST_F(IdentityTest, ListUsersInNameOrderMergesEveryKindOfMatch) {
   // table that looks empty gets plans that are right, only slower), and
   // its index-only scans skip the heap.
   ASSERT_TRUE(env->pool->Exec("VACUUM ANALYZE identity.users").ok());
-  // What each listing must be: every user some key of whom starts with the
-  // query, in (name, id) order.
-  auto expected = [&](const std::string& query, bool descending,
-                      const std::string& kind) {
-    const char* dir = descending ? " DESC" : "";
-    auto r = env->pool->Exec(
-        absl::StrCat("SELECT id FROM identity.users WHERE workspace_id = $1 "
-                     "AND ($3 = '' OR kind = $3) AND (starts_with(email_lc, "
-                     "lower($2)) OR starts_with(username_lc, lower($2)) OR "
-                     "starts_with(first_lc, lower($2)) OR starts_with(last_lc, "
-                     "lower($2)) OR starts_with(name_lc, lower($2))) ORDER BY "
-                     "name_lc",
-                     dir, ", id", dir),
-        {ws.workspace.id(), query, kind});
-    EXPECT_TRUE(r.ok()) << r.status();
-    std::vector<std::string> ids;
-    for (int i = 0; r.ok() && i < r->rows(); ++i) ids.push_back(r->Get(i, 0));
-    return ids;
-  };
-  struct Case {
-    std::string query;
-    v1::UserKind kind;
-    size_t matches;
-  };
-  for (const Case& c : {Case{"zo", v1::USER_KIND_UNSPECIFIED, 17500},
-                        Case{"Z", v1::USER_KIND_UNSPECIFIED, 18500},
-                        Case{"zoe b", v1::USER_KIND_UNSPECIFIED, 13000},
-                        Case{"zo", v1::GUEST, 16500}}) {
-    for (const bool descending : {false, true}) {
-      v1::ListUsersRequest req;
-      req.set_order_by(descending ? "name desc" : "name");
-      req.set_query(c.query);
-      req.set_kind(c.kind);
-      req.set_page_size(500);
-      int total = 0;
-      std::vector<std::string> listed;
-      for (const v1::User& u : ListAll(ws, req, &total)) {
-        listed.push_back(u.id());
-      }
-      std::vector<std::string> want =
-          expected(c.query, descending, c.kind == v1::GUEST ? "GUEST" : "");
-      EXPECT_EQ(want.size(), c.matches) << c.query;
-      EXPECT_EQ(listed, want) << c.query << " " << req.order_by();
-      EXPECT_GT(total, 5000) << c.query;
-    }
-  }
+  ExpectManyMatchesListedInOrder(ws, {"name", "name desc"},
+                                 {{"zo", v1::USER_KIND_UNSPECIFIED, 17500},
+                                  {"Z", v1::USER_KIND_UNSPECIFIED, 18500},
+                                  {"zoe b", v1::USER_KIND_UNSPECIFIED, 13000},
+                                  {"zo", v1::GUEST, 16500}});
 }
 
 // Few matches come from the union of the email, first- and last-name
@@ -997,35 +985,13 @@ TEST_F(IdentityTest, ListUsersWithFewMatchesFindsEveryKindOfMatch) {
                         Case{"zorro", 10}, Case{"zed b", 10}}) {
     for (const std::string order : {"email", "email desc", "name", "name desc",
                                     "createTime", "createTime desc"}) {
-      const std::vector<std::string> words = absl::StrSplit(order, ' ');
-      const std::string col = words[0] == "email"  ? "email_lc"
-                              : words[0] == "name" ? "name_lc"
-                                                   : "create_time";
-      const char* dir = words.size() > 1 ? " DESC" : "";
-      auto want = env->pool->Exec(
-          absl::StrCat("SELECT id FROM identity.users WHERE workspace_id = "
-                       "$1 AND (starts_with(email_lc, lower($2)) OR "
-                       "starts_with(username_lc, lower($2)) OR "
-                       "starts_with(first_lc, lower($2)) OR "
-                       "starts_with(last_lc, lower($2)) OR "
-                       "starts_with(name_lc, lower($2))) ORDER BY ",
-                       col, dir, ", id", dir),
-          {ws.workspace.id(), c.query});
-      ASSERT_TRUE(want.ok()) << want.status();
-      std::vector<std::string> want_ids;
-      for (int i = 0; i < want->rows(); ++i)
-        want_ids.push_back(want->Get(i, 0));
-      v1::ListUsersRequest req;
-      req.set_order_by(order);
-      req.set_query(c.query);
-      req.set_page_size(7);
       int total = 0;
-      std::vector<std::string> listed;
-      for (const v1::User& u : ListAll(ws, req, &total)) {
-        listed.push_back(u.id());
-      }
-      EXPECT_EQ(want_ids.size(), static_cast<size_t>(c.matches)) << c.query;
-      EXPECT_EQ(listed, want_ids) << c.query << " " << order;
+      std::vector<std::string> want = PlainSearch(ws, c.query, order);
+      EXPECT_EQ(want.size(), static_cast<size_t>(c.matches)) << c.query;
+      EXPECT_EQ(
+          ListAllIds(ws, order, c.query, v1::USER_KIND_UNSPECIFIED, 7, &total),
+          want)
+          << c.query << " " << order;
       EXPECT_EQ(total, c.matches) << c.query << " " << order;
     }
   }
