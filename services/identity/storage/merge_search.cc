@@ -116,6 +116,20 @@ std::vector<std::string> SearchRanges(int p, bool prefix_has_space) {
           prefix_has_space ? PrefixRange("name_lc", p) : OwnNameRange(p)};
 }
 
+std::vector<std::string> DisjointSearchRanges(int p, bool prefix_has_space) {
+  const std::vector<std::string> ranges = SearchRanges(p, prefix_has_space);
+  std::vector<std::string> disjoint;
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    std::string where = ranges[i];
+    // No key is NULL, so NOT keeps every user outside range j.
+    for (size_t j = 0; j < i; ++j) {
+      absl::StrAppend(&where, " AND NOT (", ranges[j], ")");
+    }
+    disjoint.push_back(std::move(where));
+  }
+  return disjoint;
+}
+
 std::string CountNamesOfPrefixSql() {
   const std::string more = absl::StrCat(" AND r.n <= ", kMaxMergedNames);
   return absl::StrCat("WITH RECURSIVE ",

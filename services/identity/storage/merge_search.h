@@ -27,6 +27,12 @@ std::string PrefixRange(const char* col, int p);
 // when the query has a space), read from V008's small partial indexes.
 std::vector<std::string> SearchRanges(int p, bool prefix_has_space);
 
+// SearchRanges made disjoint: each also excludes the users of the ranges
+// before it, so every matching user satisfies exactly one and the ranges
+// can be counted and merged without removing duplicates. V009's indexes
+// carry the keys each exclusion tests.
+std::vector<std::string> DisjointSearchRanges(int p, bool prefix_has_space);
+
 // Parameters: $1 workspace id, $2 the query. One row: how many distinct
 // first names and last names (each counted up to kMaxMergedNames + 1)
 // start with the query.
