@@ -143,10 +143,8 @@ std::string EmailOrderMergeSql(const MergeQuery& m, bool prefix_has_space) {
   const int p = m.prefix_param;
   const Runs runs(m, "email_lc");
   // A query with a space can match a full name past its first name.
-  const std::string names =
-      prefix_has_space ? runs.Whole(PrefixRange("name_lc", p))
-                       : runs.Whole(absl::StrCat(PrefixRange("name_lc", p),
-                                                 " AND ", kOwnName));
+  const std::string names = runs.Whole(
+      prefix_has_space ? PrefixRange("name_lc", p) : OwnNameRange(p));
   return absl::StrCat("WITH RECURSIVE ",
                       DistinctValues("firsts", "first_lc", p, ""), ", ",
                       DistinctValues("lasts", "last_lc", p, ""), " ",

@@ -497,17 +497,19 @@ class PgTx final : public IdentityTx {
       // match: "martin.sch" (2,500 matches) read 5,000 entries into a hash
       // for its union, ~9 ms on the session-8 VM; disjoint, ~3 ms.
       const bool has_space = absl::StrContains(q.prefix, ' ');
-      std::vector<std::string> branches, key_ranges;
-      for (const std::string& where :
-           DisjointSearchRanges(static_cast<int>(p), has_space)) {
-        branches.push_back(absl::StrCat(rows_of_workspace, " AND ", where));
-      }
+      auto rows_where = [&](const std::vector<std::string>& conditions) {
+        std::vector<std::string> queries;
+        for (const std::string& where : conditions) {
+          queries.push_back(absl::StrCat(rows_of_workspace, " AND ", where));
+        }
+        return queries;
+      };
+      const std::vector<std::string> branches =
+          rows_where(DisjointSearchRanges(static_cast<int>(p), has_space));
       // The plain ranges, for the planner's estimate: planning the disjoint
       // ones costs more (~1 ms on every broad first page).
-      for (const std::string& where :
-           SearchRanges(static_cast<int>(p), has_space)) {
-        key_ranges.push_back(absl::StrCat(rows_of_workspace, " AND ", where));
-      }
+      const std::vector<std::string> key_ranges =
+          rows_where(SearchRanges(static_cast<int>(p), has_space));
       bool dense = false;
       if (q.count_total) {
         // The planner's estimate first (no scan): far over the cap, it
@@ -619,6 +621,8 @@ class PgTx final : public IdentityTx {
         after_cursor(push_cursor(&probe_params), false);
     const size_t cursor_param = push_cursor(&params);
     const std::string after = after_cursor(cursor_param, false);
+    // The generic plans below take their LIMIT as a literal (MergeLimit).
+    const Params generic_params = params;
     params.push_back(pg::Int(q.limit + 1));
     const std::string limit = absl::StrCat(" LIMIT $", params.size());
     if (merge_prefix > 0) {
@@ -639,7 +643,7 @@ class PgTx final : public IdentityTx {
           ExecGeneric(page_sql(absl::StrCat("SELECT id, k FROM (", merge, ") u",
                                             order_by, MergeLimit(q.limit + 1)),
                                ""),
-                      Params(params.begin(), params.end() - 1)));  // no $limit
+                      generic_params));
       FillPage(r, q.limit, &page);
       return page;
     }
@@ -685,7 +689,7 @@ class PgTx final : public IdentityTx {
                                             after_cursor(cursor_param, true),
                                             order_by, MergeLimit(q.limit + 1)),
                                ""),
-                      Params(params.begin(), params.end() - 1)));  // no $limit
+                      generic_params));
       FillPage(r, q.limit, &page);
       return page;
     }
